@@ -256,8 +256,8 @@ impl Store for Embedded {
             return Ok(None);
         };
         let table = txn.open_table(LOG).map_err(db_err)?;
-        let record = read_record(&table, version.revision)?
-            .ok_or_else(|| missing_row(version.revision))?;
+        let record =
+            read_record(&table, version.revision)?.ok_or_else(|| missing_row(version.revision))?;
         Ok(Some(record.into_kv(version.revision)))
     }
 
@@ -332,7 +332,13 @@ impl Store for Embedded {
                     found.push((key.clone(), version));
                 }
             }
-            (revision, found, remaining, next_key, self.shared.begin_read()?)
+            (
+                revision,
+                found,
+                remaining,
+                next_key,
+                self.shared.begin_read()?,
+            )
         };
         let table = txn.open_table(LOG).map_err(db_err)?;
         let mut items = Vec::with_capacity(found.len());
@@ -469,7 +475,11 @@ impl Record {
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(21 + self.key.len() + self.value.len());
-        out.push(if self.deleted { Self::DELETE } else { Self::PUT });
+        out.push(if self.deleted {
+            Self::DELETE
+        } else {
+            Self::PUT
+        });
         out.extend_from_slice(&(self.create_revision as u64).to_le_bytes());
         out.extend_from_slice(&(self.prev_revision as u64).to_le_bytes());
         out.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
@@ -511,7 +521,10 @@ impl Record {
     }
 }
 
-fn read_record(table: &impl ReadableTable<u64, &'static [u8]>, rev: Revision) -> Result<Option<Record>> {
+fn read_record(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    rev: Revision,
+) -> Result<Option<Record>> {
     let Some(row) = table.get(rev as u64).map_err(db_err)? else {
         return Ok(None);
     };
@@ -609,11 +622,9 @@ fn commit_writes(
     let mut batch_events = Vec::with_capacity(staged.len());
     {
         let mut index = shared.index.write().unwrap();
-        for s in &staged {
-            if let Some(s) = s.as_ref().ok() {
-                index.push(s.key.clone(), s.version);
-                index.current = s.version.revision;
-            }
+        for s in staged.iter().flatten() {
+            index.push(s.key.clone(), s.version);
+            index.current = s.version.revision;
         }
     }
     let mut replies = Vec::with_capacity(staged.len());
@@ -873,7 +884,9 @@ impl Watcher {
                         return;
                     }
                 }
-                if event.key().starts_with(&self.prefix) && self.tx.send(Ok(event.clone())).await.is_err() {
+                if event.key().starts_with(&self.prefix)
+                    && self.tx.send(Ok(event.clone())).await.is_err()
+                {
                     return;
                 }
                 self.position = rev;

@@ -33,8 +33,10 @@ pub struct EtcdOptions {
     /// How long [`Etcd::connect`] waits for the first answer, and how long
     /// establishing one connection may take.
     pub dial_timeout: Duration,
-    /// How long one request (not a watch) may take before it fails. Requests
-    /// do not hang while etcd is unreachable: they fail after this long.
+    /// How long one request may take, retries included, before it fails.
+    /// Reads (and the creation of a watch) are retried on any member while
+    /// etcd answers "unavailable", writes only when they surely were not
+    /// applied; requests fail after this long while etcd is unreachable.
     pub request_timeout: Duration,
     /// HTTP/2 keep-alive ping interval on connections with open streams; a
     /// dead connection (and the watches on it) fails after at most
@@ -45,6 +47,12 @@ pub struct EtcdOptions {
 }
 
 /// The etcd backend. Cheap to clone: clones share the connections.
+///
+/// Requests go to any of the endpoints (a client-side balancer); one that
+/// fails where it is safe to try again is retried, on another member if one
+/// answers (see [`EtcdOptions::request_timeout`]). A write that fails with an
+/// ambiguous error (the connection lost under it, a leader change) fails:
+/// etcd may still apply it, exactly as with upstream's client.
 #[derive(Clone)]
 pub struct Etcd {
     kv: KvClient,
@@ -65,6 +73,23 @@ struct WatchState {
     /// The stream has handed out (or queued) its final error.
     done: bool,
 }
+
+/// Which failed requests [`Etcd::call`] may send again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// Reads (and watch creations): any "unavailable" failure.
+    Read,
+    /// Writes: only failures that prove the request was not applied.
+    Write,
+}
+
+/// The first pause between retries (the very first retry is at once, most
+/// likely on another member).
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between retries.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// gRPC's code for "unavailable".
+const UNAVAILABLE: i32 = 14;
 
 /// The message etcd answers for a read or watch at a compacted revision.
 const COMPACTED_MESSAGE: &str = "required revision has been compacted";
@@ -97,6 +122,12 @@ impl Etcd {
         if options.endpoints.is_empty() {
             return Err(Error::InvalidArgument(
                 "no etcd endpoints given".to_string(),
+            ));
+        }
+        let https = options.endpoints.iter().any(|e| e.starts_with("https://"));
+        if https && options.ca_file.is_none() {
+            return Err(Error::InvalidArgument(
+                "https etcd endpoints need ca_file (no system roots are trusted)".to_string(),
             ));
         }
         let mut connect = ConnectOptions::new()
@@ -132,7 +163,7 @@ impl Etcd {
         // The client connects lazily: make a misconfiguration visible now.
         etcd.current_revision().await.map_err(|e| Error::Backend {
             message: format!(
-                "etcd at {} does not answer; is it running?",
+                "etcd at {} does not answer: check that it runs, the endpoints and the TLS files",
                 options.endpoints.join(",")
             ),
             source: Some(Box::new(e)),
@@ -143,20 +174,65 @@ impl Etcd {
         })
     }
 
-    /// Runs one request with the request timeout.
-    async fn call<T>(
+    /// Runs one request, retrying it while that is safe and time is left
+    /// (the request timeout), as etcd's own Go client does: any request that
+    /// never reached etcd (no connection to the member the balancer picked, or
+    /// a member without a leader refused it), and reads on any "unavailable"
+    /// answer. A write that may have been applied is never retried: its guard
+    /// would then answer a wrong conflict.
+    async fn call<T, F>(
         &self,
-        what: impl FnOnce() -> String,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.request_timeout, request).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(Error::backend(what(), e)),
-            Err(_) => Err(Error::Backend {
-                message: format!("{} timed out after {:?}", what(), self.request_timeout),
-                source: None,
-            }),
+        what: impl Fn() -> String,
+        retry: Retry,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut backoff = Duration::ZERO;
+        loop {
+            match tokio::time::timeout_at(deadline, attempt()).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(e))
+                    if retry.allows(&e) && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(request = what(), error = %e, "retrying an etcd request");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).clamp(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+                }
+                Ok(Err(e)) => return Err(Error::backend(what(), e)),
+                Err(_) => {
+                    return Err(Error::Backend {
+                        message: format!("{} timed out after {:?}", what(), self.request_timeout),
+                        source: None,
+                    });
+                }
+            }
         }
+    }
+
+    /// A transaction, through [`Etcd::call`].
+    async fn txn(&self, what: impl Fn() -> String, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        let attempt = || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        };
+        self.call(what, Retry::Write, attempt).await
+    }
+
+    /// A range read, through [`Etcd::call`].
+    async fn range(
+        &self,
+        what: impl Fn() -> String,
+        key: Vec<u8>,
+        options: GetOptions,
+    ) -> Result<etcd_client::GetResponse> {
+        let attempt = || {
+            let (mut kv, key, options) = (self.kv.clone(), key.clone(), options.clone());
+            async move { kv.get(key, Some(options)).await }
+        };
+        self.call(what, Retry::Read, attempt).await
     }
 
     /// The oldest revision etcd still has history for, learned the way
@@ -188,10 +264,9 @@ impl Etcd {
     /// a read at `after` would. etcd itself would accept the watch and cancel
     /// it a moment later; asking first lets [`Store::watch`] fail at once.
     async fn check_watchable(&self, prefix: &str, after: Revision) -> Result<()> {
-        let mut kv = self.kv.clone();
         let options = GetOptions::new().with_count_only().with_revision(after);
-        let probe = kv.get(range_key(prefix), Some(options));
-        match self.call(|| format!("etcd watch {prefix}"), probe).await {
+        let what = || format!("etcd watch {prefix}");
+        match self.range(what, range_key(prefix), options).await {
             Ok(_) => Ok(()),
             Err(e) => match self.read_error(after, e).await {
                 // Watching from a revision not reached yet is fine.
@@ -231,10 +306,8 @@ impl fmt::Debug for Etcd {
 #[async_trait::async_trait]
 impl Store for Etcd {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv.clone();
-        let mut response = self
-            .call(|| format!("etcd get {key}"), kv.get(key, None))
-            .await?;
+        let what = || format!("etcd get {key}");
+        let mut response = self.range(what, range_key(key), GetOptions::new()).await?;
         Ok(response.take_kvs().into_iter().next().map(from_etcd))
     }
 
@@ -242,10 +315,7 @@ impl Store for Etcd {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, Vec::from(value), None)]);
-        let mut kv = self.kv.clone();
-        let response = self
-            .call(|| format!("etcd create {key}"), kv.txn(txn))
-            .await?;
+        let response = self.txn(|| format!("etcd create {key}"), txn).await?;
         if !response.succeeded() {
             return Err(Error::AlreadyExists {
                 key: key.to_string(),
@@ -264,10 +334,7 @@ impl Store for Etcd {
             .when(guard(key, expected))
             .and_then([TxnOp::put(key, Vec::from(value), None)])
             .or_else(else_get(key, expected));
-        let mut kv = self.kv.clone();
-        let response = self
-            .call(|| format!("etcd update {key}"), kv.txn(txn))
-            .await?;
+        let response = self.txn(|| format!("etcd update {key}"), txn).await?;
         if !response.succeeded() {
             return Err(guard_failed(key, expected, &response));
         }
@@ -282,10 +349,7 @@ impl Store for Etcd {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else(else_get(key, expected));
-        let mut kv = self.kv.clone();
-        let response = self
-            .call(|| format!("etcd delete {key}"), kv.txn(txn))
-            .await?;
+        let response = self.txn(|| format!("etcd delete {key}"), txn).await?;
         if !response.succeeded() {
             return Err(guard_failed(key, expected, &response));
         }
@@ -311,14 +375,8 @@ impl Store for Etcd {
             let limit = options.limit.saturating_add(1);
             request = request.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let mut kv = self.kv.clone();
-        let mut response = match self
-            .call(
-                || format!("etcd list {prefix}"),
-                kv.get(range_key(start), Some(request)),
-            )
-            .await
-        {
+        let what = || format!("etcd list {prefix}");
+        let mut response = match self.range(what, range_key(start), request).await {
             Ok(response) => response,
             Err(e) => return Err(self.read_error(options.revision, e).await),
         };
@@ -354,20 +412,23 @@ impl Store for Etcd {
         if after > 0 {
             options = options.with_start_revision(after + 1);
         }
-        let mut client = self.watch.clone();
-        let what = || format!("etcd watch {prefix}");
-        let mut stream = self
-            .call(what, client.watch(range_key(prefix), Some(options)))
-            .await?;
         // Wait until etcd has registered the watch, so that every write
-        // acknowledged after this call returns is seen.
-        let created = self
-            .call(what, stream.message())
-            .await?
-            .ok_or_else(|| Error::Backend {
-                message: format!("etcd closed the watch on {prefix} before creating it"),
-                source: None,
-            })?;
+        // acknowledged after this call returns is seen. Until then nothing
+        // was delivered, so a failed attempt can be made again.
+        let attempt = || {
+            let (mut client, options) = (self.watch.clone(), options.clone());
+            async move {
+                let mut stream = client.watch(range_key(prefix), Some(options)).await?;
+                let created = stream.message().await?;
+                Ok((stream, created))
+            }
+        };
+        let what = || format!("etcd watch {prefix}");
+        let (stream, created) = self.call(what, Retry::Read, attempt).await?;
+        let created = created.ok_or_else(|| Error::Backend {
+            message: format!("etcd closed the watch on {prefix} before creating it"),
+            source: None,
+        })?;
         let mut state = WatchState {
             stream,
             pending: VecDeque::new(),
@@ -384,26 +445,21 @@ impl Store for Etcd {
     async fn current_revision(&self) -> Result<Revision> {
         // A linearizable read of one (absent) key: its header carries the
         // revision, at least that of every acknowledged write.
-        let mut kv = self.kv.clone();
+        let what = || "etcd current revision".to_string();
         let options = GetOptions::new().with_count_only();
-        let response = self
-            .call(
-                || "etcd current revision".to_string(),
-                kv.get(vec![0u8], Some(options)),
-            )
-            .await?;
+        let response = self.range(what, vec![0u8], options).await?;
         Ok(header_revision(response.header()))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let mut kv = self.kv.clone();
-        match self
-            .call(
-                || format!("etcd compact {revision}"),
-                kv.compact(revision, None),
-            )
-            .await
-        {
+        // Sent again only if it surely was not applied: a second compaction
+        // at the same revision would fail.
+        let attempt = || {
+            let mut kv = self.kv.clone();
+            async move { kv.compact(revision, None).await }
+        };
+        let what = || format!("etcd compact {revision}");
+        match self.call(what, Retry::Write, attempt).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.read_error(revision, e).await),
         }
@@ -471,6 +527,38 @@ impl WatchState {
     fn fail(&mut self, error: Error) {
         self.pending.push_back(Err(error));
         self.done = true;
+    }
+}
+
+impl Retry {
+    fn allows(self, error: &etcd_client::Error) -> bool {
+        let status = match error {
+            // The channel could not be used at all: nothing was sent.
+            etcd_client::Error::TransportError(_) => return true,
+            etcd_client::Error::GRpcStatus(status) => status,
+            _ => return false,
+        };
+        let unavailable = status.code() as i32 == UNAVAILABLE;
+        let chain = error_chain(error).to_ascii_lowercase();
+        match self {
+            // Also a connection lost under the request ("transport error").
+            Retry::Read => unavailable || chain.contains("transport error"),
+            // Refused before it was handled: no connection could be made, or
+            // the member has no leader (checked before any proposal, as we
+            // require a leader). A connection lost under the request is no
+            // such proof: etcd may have applied it.
+            Retry::Write => {
+                unavailable
+                    && [
+                        "tcp connect error",
+                        "connection refused",
+                        "error trying to connect",
+                        "etcdserver: no leader",
+                    ]
+                    .iter()
+                    .any(|sign| chain.contains(sign))
+            }
+        }
     }
 }
 
@@ -595,7 +683,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::EtcdServer;
+    use crate::testing::{EtcdCluster, EtcdServer};
 
     fn value(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -861,6 +949,62 @@ mod tests {
                 Err(e) => panic!("no reconnection: {e}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_three_member_cluster_keeps_serving_when_one_member_dies() {
+        let mut cluster = EtcdCluster::start(3);
+        let etcd = cluster.connect().await;
+        etcd.create("/ha/before", value("1")).await.unwrap();
+
+        // Member 0 may be the leader: then the others elect a new one. Reads
+        // never fail: the backend retries them on another member. A write
+        // may fail only while the leader is being replaced, and only with an
+        // ambiguous error (etcd may yet apply it); once a new leader is in
+        // place, every write succeeds again.
+        cluster.members()[0].kill();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let (mut acknowledged, mut attempted, mut streak) = (vec![], 0, 0);
+        while streak < 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writes did not recover"
+            );
+            let key = format!("/ha/during-{attempted:03}");
+            attempted += 1;
+            match etcd.create(&key, value("1")).await {
+                Ok(_) => {
+                    acknowledged.push(key);
+                    streak += 1;
+                }
+                Err(Error::Backend { .. }) => streak = 0,
+                Err(e) => panic!("unexpected failure: {e}"),
+            }
+            assert!(etcd.get("/ha/before").await.unwrap().is_some());
+        }
+        cluster.members()[0].restart();
+        let listed: Vec<String> = etcd
+            .list("/ha/during-", ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        // Every acknowledged write is there (and unacknowledged ones may be).
+        assert!(acknowledged.iter().all(|key| listed.contains(key)));
+        // The restarted member caught up: alone, it serves the same state.
+        let alone = Etcd::connect(EtcdOptions {
+            endpoints: vec![cluster.endpoints()[0].clone()],
+            ..cluster.options()
+        })
+        .await
+        .unwrap();
+        let on_member_0 = alone
+            .list("/ha/during-", ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(on_member_0.items.len(), listed.len());
     }
 
     #[tokio::test]

@@ -43,8 +43,9 @@ use futures::Stream;
 pub use embedded::{Embedded, EmbeddedOptions, Stats};
 pub use etcd::{Etcd, EtcdOptions};
 
-/// A store revision. Revisions start at 1 for the first write; 0 means
-/// "no revision" (for example "the latest" in [`ListOptions::revision`]).
+/// A store revision: positive, and only growing (the embedded store's first
+/// write takes 1, etcd's first write 2). 0 means "no revision" (for example
+/// "the latest" in [`ListOptions::revision`]).
 pub type Revision = i64;
 
 /// One key at one revision.
@@ -92,7 +93,10 @@ pub enum Event {
     /// The key was created or updated. `kv.create_revision == kv.mod_revision`
     /// tells a creation from an update. `prev` is the value before the write,
     /// when there was one and its history was not compacted.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`. `prev` is the value it had, when its
     /// history was not compacted.
     Delete {

@@ -32,6 +32,15 @@ async fn embedded() -> Backend {
     }
 }
 
+async fn etcd() -> Backend {
+    let server = skiff_store::testing::EtcdServer::start();
+    let store = server.connect().await;
+    Backend {
+        store: Arc::new(store),
+        _keep: Box::new(server),
+    }
+}
+
 fn val(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
@@ -72,7 +81,10 @@ mod suite {
     pub async fn create_of_an_existing_key_fails_and_changes_nothing(s: &dyn Store) {
         let rev = s.create("/t/a", val("1")).await.unwrap();
         let err = s.create("/t/a", val("2")).await.unwrap_err();
-        assert!(matches!(err, Error::AlreadyExists { ref key } if key == "/t/a"), "{err:?}");
+        assert!(
+            matches!(err, Error::AlreadyExists { ref key } if key == "/t/a"),
+            "{err:?}"
+        );
         assert_eq!(s.current_revision().await.unwrap(), rev);
         assert_eq!(s.get("/t/a").await.unwrap().unwrap().value, val("1"));
     }
@@ -119,7 +131,10 @@ mod suite {
             s.delete("/t/none", Some(1)).await.map(|_| ()),
         ] {
             let err = result.unwrap_err();
-            assert!(matches!(err, Error::NotFound { ref key } if key == "/t/none"), "{err:?}");
+            assert!(
+                matches!(err, Error::NotFound { ref key } if key == "/t/none"),
+                "{err:?}"
+            );
         }
         assert_eq!(s.current_revision().await.unwrap(), before);
     }
@@ -128,7 +143,10 @@ mod suite {
         let created = s.create("/t/a", val("1")).await.unwrap();
         let (deleted_at, last) = s.delete("/t/a", Some(created)).await.unwrap();
         assert_eq!(deleted_at, created + 1);
-        assert_eq!((last.key.as_str(), last.value.clone(), last.mod_revision), ("/t/a", val("1"), created));
+        assert_eq!(
+            (last.key.as_str(), last.value.clone(), last.mod_revision),
+            ("/t/a", val("1"), created)
+        );
         assert_eq!(s.get("/t/a").await.unwrap(), None);
         let again = s.create("/t/a", val("2")).await.unwrap();
         let kv = s.get("/t/a").await.unwrap().unwrap();
@@ -144,7 +162,11 @@ mod suite {
         assert_eq!(keys, ["/p/a", "/p/b", "/p/c/x"]);
         assert_eq!(list.revision, s.current_revision().await.unwrap());
         assert_eq!((list.next_key, list.remaining), (None, 0));
-        assert!(list.items.iter().all(|kv| kv.value.as_ref() == kv.key.as_bytes()));
+        assert!(
+            list.items
+                .iter()
+                .all(|kv| kv.value.as_ref() == kv.key.as_bytes())
+        );
     }
 
     pub async fn list_pages_continue_at_one_consistent_revision(s: &dyn Store) {
@@ -152,7 +174,13 @@ mod suite {
             s.create(&format!("/p/{i:02}"), val("old")).await.unwrap();
         }
         let first = s
-            .list("/p/", ListOptions { limit: 4, ..Default::default() })
+            .list(
+                "/p/",
+                ListOptions {
+                    limit: 4,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(first.items.len(), 4);
@@ -191,12 +219,21 @@ mod suite {
         s.create("/p/b", val("1")).await.unwrap();
         s.delete("/p/a", None).await.unwrap();
         let old = s
-            .list("/p/", ListOptions { revision: r1, ..Default::default() })
+            .list(
+                "/p/",
+                ListOptions {
+                    revision: r1,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(old.revision, r1);
         assert_eq!(old.items.len(), 1);
-        assert_eq!((old.items[0].key.as_str(), old.items[0].value.clone()), ("/p/a", val("1")));
+        assert_eq!(
+            (old.items[0].key.as_str(), old.items[0].value.clone()),
+            ("/p/a", val("1"))
+        );
         let now = s.list("/p/", ListOptions::default()).await.unwrap();
         let keys: Vec<_> = now.items.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!(keys, ["/p/b"]);
@@ -205,7 +242,13 @@ mod suite {
     pub async fn a_list_in_the_future_is_refused(s: &dyn Store) {
         let current = s.create("/p/a", val("1")).await.unwrap();
         let err = s
-            .list("/p/", ListOptions { revision: current + 100, ..Default::default() })
+            .list(
+                "/p/",
+                ListOptions {
+                    revision: current + 100,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::FutureRevision { .. }), "{err:?}");
@@ -222,7 +265,10 @@ mod suite {
                 for _ in 0..20 {
                     let kv = s.get("/counter").await.unwrap().unwrap();
                     let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
-                    match s.update("/counter", val(&(n + 1).to_string()), Some(kv.mod_revision)).await {
+                    match s
+                        .update("/counter", val(&(n + 1).to_string()), Some(kv.mod_revision))
+                        .await
+                    {
                         Ok(_) => {
                             successes.fetch_add(1, Ordering::Relaxed);
                         }
@@ -286,19 +332,32 @@ mod suite {
         let (d, _) = s.delete("/w/a", Some(u)).await.unwrap();
         match next(&mut watch).await {
             Event::Put { kv, prev: None } => {
-                assert_eq!((kv.create_revision, kv.mod_revision, kv.value), (c, c, val("1")))
+                assert_eq!(
+                    (kv.create_revision, kv.mod_revision, kv.value),
+                    (c, c, val("1"))
+                )
             }
             other => panic!("expected a creation, got {other:?}"),
         }
         match next(&mut watch).await {
-            Event::Put { kv, prev: Some(prev) } => {
-                assert_eq!((kv.create_revision, kv.mod_revision, kv.value), (c, u, val("2")));
+            Event::Put {
+                kv,
+                prev: Some(prev),
+            } => {
+                assert_eq!(
+                    (kv.create_revision, kv.mod_revision, kv.value),
+                    (c, u, val("2"))
+                );
                 assert_eq!((prev.mod_revision, prev.value), (c, val("1")));
             }
             other => panic!("expected an update with its previous value, got {other:?}"),
         }
         match next(&mut watch).await {
-            Event::Delete { key, revision, prev: Some(prev) } => {
+            Event::Delete {
+                key,
+                revision,
+                prev: Some(prev),
+            } => {
                 assert_eq!((key.as_str(), revision), ("/w/a", d));
                 assert_eq!((prev.mod_revision, prev.value), (u, val("2")));
             }
@@ -344,7 +403,10 @@ mod suite {
         let end = s.current_revision().await.unwrap();
         let mut expected = from + 1;
         while expected <= end {
-            match tokio::time::timeout(WAIT, watch.next()).await.expect("watch stalled") {
+            match tokio::time::timeout(WAIT, watch.next())
+                .await
+                .expect("watch stalled")
+            {
                 Some(Ok(event)) => {
                     assert_eq!(event.revision(), expected, "no gap, no repeat");
                     expected += 1;
@@ -364,7 +426,13 @@ mod suite {
         s.compact(r3).await.unwrap();
 
         let err = s
-            .list("/c/", ListOptions { revision: r1, ..Default::default() })
+            .list(
+                "/c/",
+                ListOptions {
+                    revision: r1,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(err.is_compacted(), "list below the compaction: {err:?}");
@@ -377,11 +445,24 @@ mod suite {
         }
         // The state at the compaction revision itself stays readable.
         let at = s
-            .list("/c/", ListOptions { revision: r3, ..Default::default() })
+            .list(
+                "/c/",
+                ListOptions {
+                    revision: r3,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let state: BTreeMap<_, _> = at.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        assert_eq!(state, BTreeMap::from([("/c/a".into(), val("2")), ("/c/b".into(), val("1"))]));
+        let state: BTreeMap<_, _> = at
+            .items
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        assert_eq!(
+            state,
+            BTreeMap::from([("/c/a".into(), val("2")), ("/c/b".into(), val("1"))])
+        );
         assert_eq!(at.items[0].mod_revision, r2);
         // A watch from the compaction revision still sees what came after.
         let mut watch = s.watch("/c/", r3).await.unwrap();
@@ -423,16 +504,25 @@ macro_rules! conformance {
             case!(list_pages_continue_at_one_consistent_revision);
             case!(list_at_an_older_revision_sees_the_older_state);
             case!(a_list_in_the_future_is_refused);
-            case!(concurrent_compare_and_swap_increments_lose_no_update, shared);
-            case!(a_watch_sees_exactly_the_writes_after_its_revision_in_order, shared);
+            case!(
+                concurrent_compare_and_swap_increments_lose_no_update,
+                shared
+            );
+            case!(
+                a_watch_sees_exactly_the_writes_after_its_revision_in_order,
+                shared
+            );
             case!(watch_events_tell_creations_updates_and_deletions_apart);
             case!(a_watch_sees_only_its_prefix);
             case!(a_watch_from_zero_starts_at_the_current_revision);
-            case!(a_slow_watcher_gets_every_event_or_an_error_never_a_gap, shared);
+            case!(
+                a_slow_watcher_gets_every_event_or_an_error_never_a_gap,
+                shared
+            );
             case!(compaction_makes_older_reads_and_watches_too_old);
         }
     };
 }
 
 conformance!(embedded);
-//TMP conformance!(etcd);
+conformance!(etcd);

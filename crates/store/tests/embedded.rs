@@ -36,7 +36,10 @@ async fn durability_child_writer() {
     };
     let store = Arc::new(open(Path::new(&path)));
     if store.get("/counter").await.unwrap().is_none() {
-        store.create("/counter", Bytes::from_static(b"0")).await.unwrap();
+        store
+            .create("/counter", Bytes::from_static(b"0"))
+            .await
+            .unwrap();
     }
     let mut tasks = Vec::new();
     for t in 0..16 {
@@ -53,7 +56,10 @@ async fn durability_child_writer() {
                     }
                 } else {
                     let key = format!("/k/{}/{t}/{i}", std::process::id());
-                    let rev = store.create(&key, Bytes::from(vec![b'v'; 300])).await.unwrap();
+                    let rev = store
+                        .create(&key, Bytes::from(vec![b'v'; 300]))
+                        .await
+                        .unwrap();
                     println!("create {key} {rev}");
                 }
             }
@@ -77,7 +83,12 @@ fn acknowledged_writes_survive_kill_9() {
     let mut acked_counter = 0u64;
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "durability_child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "durability_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DB, &db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -133,8 +144,14 @@ fn acknowledged_writes_survive_kill_9() {
             assert!(all.items.iter().all(|kv| kv.mod_revision <= current));
             assert!(all.items.iter().all(|kv| kv.value.len() == 300));
             let counter = store.get("/counter").await.unwrap().unwrap();
-            let n: u64 = std::str::from_utf8(&counter.value).unwrap().parse().unwrap();
-            assert!(n >= acked_counter, "round {round}: counter {n} < acknowledged {acked_counter}");
+            let n: u64 = std::str::from_utf8(&counter.value)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                n >= acked_counter,
+                "round {round}: counter {n} < acknowledged {acked_counter}"
+            );
             // The next write continues the revision sequence.
             let next = store.create("/probe", Bytes::new()).await;
             match next {
@@ -144,7 +161,10 @@ fn acknowledged_writes_survive_kill_9() {
             }
         });
     }
-    assert!(!acked_creates.is_empty(), "the child acknowledged no write at all");
+    assert!(
+        !acked_creates.is_empty(),
+        "the child acknowledged no write at all"
+    );
     eprintln!(
         "durability: {rounds} kills, {} acknowledged creates and {acked_counter} swaps all found",
         acked_creates.len()
@@ -158,7 +178,10 @@ async fn a_reopened_store_keeps_its_data_and_never_reuses_a_revision() {
     let last = {
         let store = open(&path);
         let a = store.create("/a", Bytes::from_static(b"1")).await.unwrap();
-        store.update("/a", Bytes::from_static(b"2"), Some(a)).await.unwrap();
+        store
+            .update("/a", Bytes::from_static(b"2"), Some(a))
+            .await
+            .unwrap();
         let (deleted, _) = store.delete("/a", None).await.unwrap();
         let b = store.create("/b", Bytes::from_static(b"1")).await.unwrap();
         // Compacting past the deletion drops the tombstone from the log.
@@ -173,10 +196,19 @@ async fn a_reopened_store_keeps_its_data_and_never_reuses_a_revision() {
     assert_eq!(store.get("/a").await.unwrap(), None);
     assert_eq!(store.create("/c", Bytes::new()).await.unwrap(), last + 1);
     let err = store
-        .list("/", ListOptions { revision: last - 1, ..Default::default() })
+        .list(
+            "/",
+            ListOptions {
+                revision: last - 1,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert!(err.is_compacted(), "the compaction survives the reopen: {err:?}");
+    assert!(
+        err.is_compacted(),
+        "the compaction survives the reopen: {err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +247,10 @@ async fn a_key_rewritten_forever_does_not_grow_the_file_once_compacted() {
     // 32 Leases, each renewed over and over, as kubelets renew theirs.
     let leases = 32;
     for l in 0..leases {
-        store.create(&format!("/registry/leases/kube-node-lease/n{l}"), lease(0)).await.unwrap();
+        store
+            .create(&format!("/registry/leases/kube-node-lease/n{l}"), lease(0))
+            .await
+            .unwrap();
     }
     let mut sizes = Vec::new();
     for round in 0..8 {
@@ -225,7 +260,10 @@ async fn a_key_rewritten_forever_does_not_grow_the_file_once_compacted() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..60 {
                     let key = format!("/registry/leases/kube-node-lease/n{l}");
-                    store.update(&key, lease(round * 60 + i), None).await.unwrap();
+                    store
+                        .update(&key, lease(round * 60 + i), None)
+                        .await
+                        .unwrap();
                 }
             }));
         }
@@ -272,7 +310,10 @@ async fn a_watcher_that_falls_behind_catches_up_from_the_log() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..writes / 8 {
-                store.create(&format!("/lag/{t}/{i}"), Bytes::from_static(b"x")).await.unwrap();
+                store
+                    .create(&format!("/lag/{t}/{i}"), Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
             }
         }));
     }
