@@ -4,14 +4,14 @@ CARGO ?= cargo
 
 .PHONY: up down prereqs build test bench lint fmt
 
-## up: install what is missing, build. (Later: start a single-node cluster.)
+## up: install what is missing, build, and start the API server (the part of
+## the cluster that exists so far) with its data under .skiff/.
 up: prereqs build
-	@echo "Skiff is built: binaries are in target/release/."
-	@echo "(Starting a cluster arrives with skiffctl up; see the README.)"
+	scripts/up.sh
 
-## down: stop the cluster (nothing runs yet).
+## down: stop it (`make down PURGE=1` also deletes .skiff/).
 down:
-	@echo "nothing to stop: no cluster component runs yet"
+	scripts/down.sh $(if $(PURGE),--purge,)
 
 prereqs:
 	scripts/install-prereqs.sh
@@ -19,13 +19,18 @@ prereqs:
 build:
 	$(CARGO) build --release --workspace
 
-## test: every crate's unit and integration tests (etcd is started by the tests).
+## test: every crate's unit and integration tests (etcd is started by the
+## tests), then real kubectl against the API server on both stores.
 test:
 	$(CARGO) test --workspace
+	e2e/kubectl-api.sh both
 
-## bench: the store benchmark (embedded, etcd backend, raw etcd-client).
+## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
+## the API server benchmark (both stores, beside raw store creates). The
+## open-files limit is raised for the 1,000-watcher fan-out.
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
+	ulimit -n 65536 && $(CARGO) bench -p skiff-apiserver --bench api
 
 lint:
 	$(CARGO) fmt --all --check

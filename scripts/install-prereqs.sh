@@ -4,9 +4,22 @@
 #
 #   protobuf-compiler  protoc, for etcd-client's build
 #   etcd-server        a real etcd, for the store's etcd backend and its tests
+#   python3-pip        to install the official Kubernetes Python client, one of
+#                      the real clients the end-to-end tests drive
+#   kubernetes (PyPI)  that client, at the version matching Kubernetes 1.33
 set -euo pipefail
 
+python_client() {
+    if python3 -c 'import kubernetes' 2>/dev/null; then
+        return
+    fi
+    echo "prerequisites: installing the Kubernetes Python client (pip: kubernetes==33.1.0)"
+    python3 -m pip install --quiet 'kubernetes==33.1.0' ||
+        python3 -m pip install --quiet --break-system-packages 'kubernetes==33.1.0'
+}
+
 packages=(protobuf-compiler etcd-server)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -17,6 +30,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "prerequisites: all present (${packages[*]})"
+    python_client
     exit 0
 fi
 
@@ -33,3 +47,4 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl stop etcd || true
 fi
+python_client

@@ -1,0 +1,190 @@
+//! The front door: reads each request, authenticates it, and hands it to
+//! health, version, metrics, OpenAPI, discovery or the REST verbs.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use tracing::{Instrument, debug, info_span};
+
+use crate::Api;
+use crate::http_util::{self, Body, BodyType, MAX_BODY, Output, Query};
+use crate::request::RequestInfo;
+use crate::rest::{self, Call, Target};
+use crate::server::User;
+use crate::status::ApiError;
+
+/// Paths anyone may read, authenticated or not (upstream's
+/// system:public-info-viewer).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+pub(crate) async fn route(
+    api: &Api,
+    req: Request<Incoming>,
+    user: Option<&User>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let start = Instant::now();
+    let query = Query::parse(req.uri().query());
+    let info = RequestInfo::parse(req.method(), req.uri().path(), query.flag("watch"));
+    let span = info_span!("request", verb = %info.verb, path = %info.path, user = user.map(|u| u.name.as_str()).unwrap_or("system:anonymous"), %peer);
+    let response = handle(api, req, user, &info, &query).instrument(span).await;
+    let code = response.status().as_u16();
+    api.metrics.observe(&info, code, start.elapsed());
+    debug!(verb = %info.verb, path = %info.path, code, elapsed_ms = start.elapsed().as_millis() as u64, "request");
+    response
+}
+
+async fn handle(
+    api: &Api,
+    req: Request<Incoming>,
+    user: Option<&User>,
+    info: &RequestInfo,
+    query: &Query,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if user.is_none() && !is_public(path.trim_end_matches('/')) {
+        return http_util::error(&ApiError::unauthorized());
+    }
+    if !info.is_resource_request {
+        return non_resource(api, &req, &path);
+    }
+    if let Some(which) = &info.discovery {
+        return crate::discovery::serve(
+            which,
+            &info.group,
+            &info.version,
+            req.headers(),
+            &api.server_address,
+        );
+    }
+    let Some(resource) =
+        skiff_api_types::registry::lookup(&info.group, &info.version, &info.resource)
+    else {
+        return http_util::error(&ApiError::no_route());
+    };
+    // A namespaced path for a cluster-scoped kind, or the reverse for
+    // anything but list and watch, does not exist.
+    let namespace_segment = info.namespace.is_some() && info.resource != "namespaces";
+    if namespace_segment && !resource.namespaced {
+        return http_util::error(&ApiError::no_route());
+    }
+    let output = match Output::negotiate(req.headers()) {
+        Ok(o) => o,
+        Err(e) => return http_util::error(&e),
+    };
+    let writes = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let body_type = if writes {
+        match BodyType::of(req.headers()) {
+            Ok(t) => Some(t),
+            Err(e) => return http_util::error(&e),
+        }
+    } else {
+        None
+    };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return http_util::error(&e),
+    };
+    let call = Call {
+        api,
+        info,
+        target: Target {
+            resource,
+            namespace: info.namespace.as_deref(),
+            name: info.name.as_deref(),
+            subresource: info.subresource.as_deref(),
+        },
+        query,
+        output,
+        body_type,
+        body,
+        user_agent: &user_agent,
+        warnings: Default::default(),
+    };
+    rest::serve(call).await
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+fn non_resource(api: &Api, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return http_util::error(&ApiError::method_not_allowed());
+    }
+    // `/version/` is `/version` (clients ask for both).
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    match path {
+        p if is_public(p) && p != "/version" => {
+            http_util::response(200, "text/plain; charset=utf-8", "ok")
+        }
+        "/version" => http_util::json(200, &version()),
+        "/metrics" => http_util::response(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            api.metrics.render(),
+        ),
+        p if p == "/openapi/v2" || p == "/openapi/v3" || p.starts_with("/openapi/v3/") => {
+            // With the query: `?hash=` makes a document immutable.
+            let with_query = req.uri().path_and_query().map_or(p, |pq| pq.as_str());
+            crate::openapi::serve(with_query, req.headers())
+        }
+        _ => http_util::error(&ApiError::no_route()),
+    }
+}
+
+/// `/version`: the Kubernetes version Skiff speaks (v1.33).
+pub(crate) fn version() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "32",
+        "gitVersion": format!("v1.33.0+skiff{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
