@@ -30,7 +30,7 @@ test:
 ## open-files limit is raised for the 1,000-watcher fan-out.
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
-	ulimit -n 65536 && $(CARGO) bench -p skiff-apiserver --bench api
+	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
 
 lint:
 	$(CARGO) fmt --all --check

@@ -868,13 +868,6 @@ impl<'a> Parser<'a> {
 // ---------------------------------------------------------------------------
 // Label key and value rules (upstream's IsQualifiedName and IsValidLabelValue).
 
-const LABEL_KEY_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const LABEL_KEY_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_KEY_EXAMPLES: &str = "(e.g. 'MyName',  or 'my.name',  or '123-abc', ";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-
 fn validate_label_key(key: &str) -> Result<(), SelectorError> {
     let errors = label_key_errors(key);
     if errors.is_empty() {
@@ -887,92 +880,13 @@ fn validate_label_key(key: &str) -> Result<(), SelectorError> {
     }
 }
 
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, or empty if `allow_empty`.
-fn is_label_name(s: &str, allow_empty: bool) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => allow_empty,
-    }
-}
-
-/// A lowercase RFC 1123 subdomain: dot-separated lowercase labels.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        let b = label.as_bytes();
-        match (b.first(), b.last()) {
-            (Some(first), Some(last)) => {
-                (first.is_ascii_lowercase() || first.is_ascii_digit())
-                    && (last.is_ascii_lowercase() || last.is_ascii_digit())
-                    && b.iter()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            }
-            _ => false,
-        }
-    })
-}
-
+/// Label keys are qualified names; the messages are validation's.
 fn label_key_errors(key: &str) -> Vec<String> {
-    let name_rule = format!(
-        "{LABEL_KEY_ERR} {LABEL_KEY_EXAMPLES}regex used for validation is '{LABEL_KEY_FMT}')"
-    );
-    let mut errors = Vec::new();
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errors.push("prefix part must be non-empty".to_owned());
-            } else {
-                if prefix.len() > 253 {
-                    errors.push("prefix part must be no more than 253 bytes".to_owned());
-                }
-                if !is_dns1123_subdomain(prefix) {
-                    errors.push(format!(
-                        "prefix part a lowercase RFC 1123 subdomain must consist of lower case \
-                         alphanumeric characters, '-' or '.', and must start and end with an \
-                         alphanumeric character (e.g. 'example.com', regex used for validation \
-                         is '{DNS1123_SUBDOMAIN_FMT}')"
-                    ));
-                }
-            }
-            name
-        }
-        _ => {
-            return vec![format!(
-                "a valid label key {name_rule} with an optional DNS subdomain prefix and '/' \
-                 (e.g. 'example.com/MyName')"
-            )];
-        }
-    };
-    if name.is_empty() {
-        errors.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        errors.push("name part must be no more than 63 bytes".to_owned());
-    }
-    if !is_label_name(name, false) {
-        errors.push(format!("name part {name_rule}"));
-    }
-    errors
+    crate::validation::is_qualified_name(key)
 }
 
 fn label_value_errors(value: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    if value.len() > 63 {
-        errors.push("must be no more than 63 bytes".to_owned());
-    }
-    if !is_label_name(value, true) {
-        errors.push(format!(
-            "{LABEL_VALUE_ERR} (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for \
-             validation is '({LABEL_KEY_FMT})?')"
-        ));
-    }
-    errors
+    crate::validation::is_valid_label_value(value)
 }
 
 // ---------------------------------------------------------------------------
@@ -1243,7 +1157,7 @@ mod tests {
             ("x>1>2", "found '>', expected: ',' or 'end of string'"),
             (
                 "a/b/c",
-                "invalid label key \"a/b/c\": a valid label key must consist of alphanumeric \
+                "invalid label key \"a/b/c\": a qualified name must consist of alphanumeric \
                  characters, '-', '_' or '.', and must start and end with an alphanumeric \
                  character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for \
                  validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS \
@@ -1284,17 +1198,17 @@ mod tests {
         let long = "a".repeat(64);
         let err = LabelSelector::parse(&long).unwrap_err().to_string();
         assert!(
-            err.contains("name part must be no more than 63 bytes"),
+            err.contains("name part must be no more than 63 characters"),
             "{err}"
         );
         let err = LabelSelector::parse(&format!("x={long}"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("must be no more than 63 bytes"), "{err}");
+        assert!(err.contains("must be no more than 63 characters"), "{err}");
         let prefix = format!("{}.com/x", "a".repeat(250));
         let err = LabelSelector::parse(&prefix).unwrap_err().to_string();
         assert!(
-            err.contains("prefix part must be no more than 253 bytes"),
+            err.contains("prefix part must be no more than 253 characters"),
             "{err}"
         );
     }

@@ -10,7 +10,8 @@
 //! - mutating p99 under a paced load of 500 creates/s (goal < 50 ms);
 //! - watch fan-out: 1,000 watchers on configmaps, one write → time until every
 //!   watcher has it, p50/p99 over several writes (goal p99 < 100 ms);
-//! - the server's RSS idle and with 10,000 pods stored (goal idle < 50 MB).
+//! - the server's RSS idle, and on a fresh server and store, idle and with
+//!   10,000 pods stored (goal idle < 50 MB).
 //!
 //! Environment: `SKIFF_BENCH_SECONDS` (one phase, default 2),
 //! `SKIFF_BENCH_WATCHERS` (default 1000; lowered to fit the open-files limit),
@@ -235,7 +236,9 @@ async fn bench_backend(name: &str, etcd: Option<&skiff_store::testing::EtcdServe
         })
         .await;
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let created = Arc::new(AtomicUsize::new(0));
+        // How many objects each task created: later phases touch only those.
+        let created: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..c).map(|_| AtomicUsize::new(0)).collect());
         let (api, made) = (cms.clone(), created.clone());
         let create = phase(c, seconds, move |t, i| {
             let (api, made) = (api.clone(), made.clone());
@@ -243,11 +246,16 @@ async fn bench_backend(name: &str, etcd: Option<&skiff_store::testing::EtcdServe
                 api.create(&PostParams::default(), &configmap(&format!("cm-{t}-{i}")))
                     .await
                     .unwrap();
-                made.fetch_add(1, Ordering::Relaxed);
+                made[t].fetch_add(1, Ordering::Relaxed);
             }
         })
         .await;
-        let per_task = created.load(Ordering::Relaxed) / c;
+        let per_task = created
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(1);
+        let total: usize = created.iter().map(|n| n.load(Ordering::Relaxed)).sum();
         let api = cms.clone();
         let get = phase(c, seconds, move |t, i| {
             let api = api.clone();
@@ -297,11 +305,7 @@ async fn bench_backend(name: &str, etcd: Option<&skiff_store::testing::EtcdServe
         );
         row("get", &get, String::new());
         row("update", &update, "(get + replace)".into());
-        row(
-            "list",
-            &list,
-            format!("({} objects)", created.load(Ordering::Relaxed)),
-        );
+        row("list", &list, format!("({total} objects)"));
     }
 
     // Watch delivery: one watcher, writes streaming in.
@@ -448,9 +452,16 @@ async fn bench_backend(name: &str, etcd: Option<&skiff_store::testing::EtcdServe
         s.abort();
     }
 
-    // Memory with pods stored.
+    println!("RSS idle: {idle:.1} MB (goal < 50 MB)");
+}
+
+/// Memory with pods stored, on a fresh server and store: the server's RSS
+/// idle, then with `SKIFF_BENCH_PODS` pods.
+async fn memory(etcd: Option<&skiff_store::testing::EtcdServer>) {
+    let server = Server::start(etcd.map(|e| e.endpoint()).as_deref()).await;
+    let idle = server.rss_mb();
     let pods_wanted = env_num("SKIFF_BENCH_PODS", 10000.0) as usize;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "default");
     let start = Instant::now();
     futures::stream::iter(0..pods_wanted)
         .for_each_concurrent(64, |i| {
@@ -468,7 +479,7 @@ async fn bench_backend(name: &str, etcd: Option<&skiff_store::testing::EtcdServe
     let fill = start.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "RSS: idle {idle:.1} MB (goal < 50 MB); with {pods_wanted} pods {:.1} MB ({pods_wanted} pod creates at concurrency 64 took {:.1} s)",
+        "RSS of a fresh server: idle {idle:.1} MB, with {pods_wanted} pods {:.1} MB ({pods_wanted} pod creates at concurrency 64 took {:.1} s)",
         server.rss_mb(),
         fill.as_secs_f64()
     );
@@ -480,10 +491,15 @@ async fn main() {
     let backends = std::env::var("SKIFF_BENCH_BACKENDS").unwrap_or_else(|_| "embedded,etcd".into());
     for backend in backends.split(',') {
         match backend {
-            "embedded" => bench_backend("embedded store", None, seconds).await,
+            "embedded" => {
+                bench_backend("embedded store", None, seconds).await;
+                memory(None).await;
+            }
             "etcd" => {
                 let etcd = skiff_store::testing::EtcdServer::start();
                 bench_backend("etcd", Some(&etcd), seconds).await;
+                let fresh = skiff_store::testing::EtcdServer::start();
+                memory(Some(&fresh)).await;
             }
             other => eprintln!("unknown backend {other:?}"),
         }

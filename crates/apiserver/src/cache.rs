@@ -74,14 +74,7 @@ impl CachedObject {
         revision: Revision,
     ) -> CachedObject {
         let meta = &obj["metadata"];
-        let labels = meta["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = labels_of(obj);
         let fields = resource
             .field_selectors
             .iter()
@@ -115,6 +108,18 @@ impl CachedObject {
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.raw).expect("cached objects are JSON")
     }
+}
+
+/// An object's labels (non-string values are not labels).
+pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Sets `metadata.resourceVersion`.

@@ -1135,29 +1135,27 @@ async fn delete_one(call: &Call<'_>, t: &Target<'_>, options: &DeleteOptions) ->
     for _ in 0..MAX_RETRIES {
         let (current, rev) = load(call.api, t).await?;
         let meta = &current["metadata"];
-        if let Some(uid) = &options.uid
-            && meta["uid"].as_str() != Some(uid)
-        {
-            return Err(ApiError::conflict(
-                t.gr(),
-                t.name(),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta["uid"].as_str().unwrap_or("")
-                ),
-            ));
-        }
-        if let Some(want) = &options.resource_version
-            && meta["resourceVersion"].as_str() != Some(want)
-        {
-            return Err(ApiError::conflict(
-                t.gr(),
-                t.name(),
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
-                    meta["resourceVersion"].as_str().unwrap_or("")
-                ),
-            ));
+        let preconditions = [
+            ("UID", options.uid.as_deref(), meta["uid"].as_str()),
+            (
+                "ResourceVersion",
+                options.resource_version.as_deref(),
+                meta["resourceVersion"].as_str(),
+            ),
+        ];
+        for (what, want, have) in preconditions {
+            if let Some(want) = want
+                && have != Some(want)
+            {
+                return Err(ApiError::conflict(
+                    t.gr(),
+                    t.name(),
+                    &format!(
+                        "Precondition failed: {what} in precondition: {want}, {what} in object meta: {}",
+                        have.unwrap_or("")
+                    ),
+                ));
+            }
         }
         let mut new = current.clone();
         let mut finalizers: Vec<Value> = meta["finalizers"].as_array().cloned().unwrap_or_default();
@@ -1507,14 +1505,7 @@ async fn evict(call: &Call<'_>) -> Reply {
     let pdbs = skiff_api_types::registry::lookup("policy", "v1", "poddisruptionbudgets")
         .expect("policy is registered");
     let namespace = t.namespace.unwrap_or_default();
-    let labels = pod["metadata"]["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = crate::cache::labels_of(&pod);
     let terminal = matches!(
         pod["status"]["phase"].as_str(),
         Some("Succeeded" | "Failed")

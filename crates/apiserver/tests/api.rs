@@ -153,6 +153,34 @@ mod suite {
         );
         assert_eq!(cms.get("web").await.unwrap().data.unwrap()["k"], "2");
 
+        // A delete whose preconditions do not hold: 409, nothing deleted.
+        for preconditions in [
+            kube::api::Preconditions {
+                uid: Some("not-its-uid".into()),
+                resource_version: None,
+            },
+            kube::api::Preconditions {
+                uid: None,
+                resource_version: Some(rv1.clone()),
+            },
+        ] {
+            let params = DeleteParams {
+                preconditions: Some(preconditions),
+                ..DeleteParams::default()
+            };
+            let refused = cms.delete("web", &params).await.unwrap_err();
+            assert_eq!(status_code(&refused), 409);
+            let Error::Api(status) = &refused else {
+                unreachable!()
+            };
+            assert!(
+                status.message.contains("Precondition failed"),
+                "{}",
+                status.message
+            );
+        }
+        assert!(cms.get("web").await.is_ok());
+
         cms.delete("web", &DeleteParams::default()).await.unwrap();
         let gone = cms.get("web").await.unwrap_err();
         assert_eq!(
