@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 mod allocator;
+mod authn;
+mod authz;
 mod bootstrap;
 pub mod cache;
 mod discovery;
@@ -37,6 +39,7 @@ use skiff_store::Store;
 use tokio::sync::oneshot;
 use tracing::info;
 
+pub use authn::AuthnConfig;
 pub use server::User;
 
 /// How to run the API server. Field names follow kube-apiserver's flags.
@@ -63,6 +66,8 @@ pub struct Config {
     /// `--client-ca-file`: the CA client certificates are checked against
     /// (default: the generated cluster CA).
     pub client_ca_file: Option<PathBuf>,
+    /// Token and service-account authentication settings.
+    pub authn: AuthnConfig,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_private_key_file: None,
             client_ca_file: None,
+            authn: AuthnConfig::default(),
         }
     }
 }
@@ -104,6 +110,8 @@ pub enum StartError {
     Tls(#[from] server::TlsError),
     #[error("invalid --service-cluster-ip-range {0:?}: expected an IPv4 CIDR such as 10.0.0.0/24")]
     ServiceRange(String),
+    #[error("configuring authentication: {0}")]
+    Authn(String),
     #[error("creating the bootstrap objects: {0}")]
     Bootstrap(String),
 }
@@ -117,6 +125,7 @@ pub(crate) struct Api {
     pub server_address: String,
     /// `--service-cluster-ip-range`.
     pub service_range: allocator::ServiceRange,
+    pub authn: authn::Authenticator,
 }
 
 /// A server running in this process.
@@ -217,6 +226,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics: metrics::Metrics::default(),
         server_address: SocketAddr::new(advertise, addr.port()).to_string(),
         service_range,
+        authn: authn::Authenticator::new(config.authn.clone()).map_err(StartError::Authn)?,
     });
     bootstrap::ensure(&api, service_ip, advertise, addr.port())
         .await

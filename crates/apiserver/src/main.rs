@@ -35,6 +35,9 @@ struct Options {
     /// The CA that client certificates are verified against.
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// Bearer tokens: a CSV file of token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
         tls_cert_file: o.tls_cert_file,
         tls_private_key_file: o.tls_private_key_file,
         client_ca_file: o.client_ca_file,
+        authn: skiff_apiserver::AuthnConfig {
+            token_auth_file: o.token_auth_file,
+        },
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -70,6 +70,8 @@ pub(crate) struct Call<'a> {
     pub body_type: Option<BodyType>,
     pub body: Bytes,
     pub user_agent: &'a str,
+    /// Who is asking.
+    pub user: &'a crate::User,
     /// `Warning` headers to send with the response.
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
@@ -967,6 +969,7 @@ fn clone_call<'a>(call: &Call<'a>) -> Call<'a> {
         body_type: call.body_type,
         body: call.body.clone(),
         user_agent: call.user_agent,
+        user: call.user,
         warnings: std::sync::Mutex::new(Vec::new()),
     }
 }

@@ -47,13 +47,38 @@ pub(crate) async fn route(
 async fn handle(
     api: &Api,
     req: Request<Incoming>,
-    user: Option<&User>,
+    cert_user: Option<&User>,
     info: &RequestInfo,
     query: &Query,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    if user.is_none() && !is_public(path.trim_end_matches('/')) {
-        return http_util::error(&ApiError::unauthorized());
+    let user = match api.authn.authenticate(api, req.headers(), cert_user).await {
+        Ok(Some(user)) => user,
+        Ok(None) => User::anonymous(),
+        Err(e) => return http_util::error(&e),
+    };
+    let attrs = crate::authz::Attributes {
+        user: &user,
+        verb: if info.is_resource_request {
+            &info.verb
+        } else {
+            non_resource_verb(req.method())
+        },
+        resource_request: info.is_resource_request && info.discovery.is_none(),
+        api_group: &info.group,
+        namespace: info.namespace.as_deref(),
+        resource: &info.resource,
+        subresource: info.subresource.as_deref(),
+        name: info.name.as_deref(),
+        path: path.trim_end_matches('/'),
+    };
+    if let crate::authz::Decision::Deny(reason) = crate::authz::authorize(api, &attrs) {
+        // Upstream answers an anonymous request it may not serve with 401,
+        // an authenticated one with 403 naming what was refused.
+        if user.is_anonymous() {
+            return http_util::error(&ApiError::unauthorized());
+        }
+        return http_util::error(&crate::authz::forbidden(&attrs, &reason));
     }
     if !info.is_resource_request {
         return non_resource(api, &req, &path);
@@ -118,9 +143,22 @@ async fn handle(
         body_type,
         body,
         user_agent: &user_agent,
+        user: &user,
         warnings: Default::default(),
     };
     rest::serve(call).await
+}
+
+/// The verb of a non-resource request: the method, lower-cased as upstream.
+fn non_resource_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    }
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {

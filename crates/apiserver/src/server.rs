@@ -16,11 +16,28 @@ use tracing::{debug, warn};
 
 use crate::Api;
 
-/// Who made a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who made a request (upstream's user.Info).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
+    pub uid: String,
     pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// `system:anonymous` in `system:unauthenticated`.
+    pub fn anonymous() -> User {
+        User {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..User::default()
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name == "system:anonymous"
+    }
 }
 
 /// Errors building the TLS configuration.
@@ -82,7 +99,11 @@ fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
     groups.push("system:authenticated".into());
-    Some(User { name, groups })
+    Some(User {
+        name,
+        groups,
+        ..User::default()
+    })
 }
 
 /// Accepts connections until `shutdown` resolves.

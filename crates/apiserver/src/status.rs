@@ -153,6 +153,11 @@ impl ApiError {
             .with_details(gr.details(name))
     }
 
+    /// 403 for a non-resource path.
+    pub fn forbidden_path(why: &str) -> Self {
+        Self::new(403, "Forbidden", format!("forbidden: {why}")).with_details(json!({}))
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(
             405,
