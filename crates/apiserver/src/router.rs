@@ -81,7 +81,7 @@ async fn handle(
         return http_util::error(&crate::authz::forbidden(&attrs, &reason));
     }
     if !info.is_resource_request {
-        return non_resource(api, &req, &path);
+        return non_resource(api, &req, &path).await;
     }
     if let Some(which) = &info.discovery {
         return crate::discovery::serve(
@@ -171,7 +171,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-fn non_resource(api: &Api, req: &Request<Incoming>, path: &str) -> Response<Body> {
+async fn non_resource(api: &Api, req: &Request<Incoming>, path: &str) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return http_util::error(&ApiError::method_not_allowed());
     }
@@ -193,8 +193,17 @@ fn non_resource(api: &Api, req: &Request<Incoming>, path: &str) -> Response<Body
         ),
         p if p == "/openapi/v2" || p == "/openapi/v3" || p.starts_with("/openapi/v3/") => {
             // With the query: `?hash=` makes a document immutable.
-            let with_query = req.uri().path_and_query().map_or(p, |pq| pq.as_str());
-            crate::openapi::serve(with_query, req.headers())
+            let with_query = req
+                .uri()
+                .path_and_query()
+                .map_or(p, |pq| pq.as_str())
+                .to_owned();
+            // The first request builds the documents (hundreds of ms of CPU):
+            // off the runtime's workers.
+            let headers = req.headers().clone();
+            tokio::task::spawn_blocking(move || crate::openapi::serve(&with_query, &headers))
+                .await
+                .unwrap_or_else(|e| http_util::error(&ApiError::internal(e.to_string())))
         }
         _ => http_util::error(&ApiError::no_route()),
     }
