@@ -240,6 +240,58 @@ EOF"
     check "delete namespace (it terminates)" "${k[@]}" delete namespace shop --wait=false
     expect "a terminating namespace refuses new objects" 'being terminated' "${k[@]}" -n shop create configmap late --from-literal=a=b
 
+    # A CustomResourceDefinition: served at once, validated, printed with its
+    # columns, patched, watched, and deleted with its objects.
+    cat >"$work/crd.yaml" <<'YAML'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [color]
+            properties:
+              color: {type: string, enum: [red, blue]}
+              size: {type: integer, minimum: 0, default: 1}
+    additionalPrinterColumns:
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Size, type: integer, jsonPath: .spec.size}
+YAML
+    widget() { printf 'apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: %s}\nspec: {color: %s}\n' "$1" "$2"; }
+    check "create a CRD" "${k[@]}" apply -f "$work/crd.yaml"
+    check "the CRD becomes Established" "${k[@]}" wait --for condition=established --timeout=10s crd/widgets.example.com
+    expect "api-resources lists the new kind" '^widgets +wd +example.com/v1 +true +Widget' "${k[@]}" api-resources
+    widget w1 red >"$work/w1.yaml"
+    widget bad pink >"$work/bad-widget.yaml"
+    expect "create a custom resource" 'widget.example.com/w1 created' "${k[@]}" create -f "$work/w1.yaml"
+    expect "get prints the printer columns" '^w1 +red +1$' "${k[@]}" get widgets
+    expect "get by short name with a header" '^NAME +COLOR +SIZE$' "${k[@]}" get wd
+    check "patch a custom resource" "${k[@]}" patch widget w1 --type=merge -p '{"spec":{"size":4}}'
+    expect "the patch landed" '^4$' "${k[@]}" get widget w1 -o 'jsonpath={.spec.size}'
+    expect "an invalid custom resource is refused naming the field" 'spec.color: Unsupported value: "pink"' \
+        "${k[@]}" create -f "$work/bad-widget.yaml"
+    "${k[@]}" get widgets -w --output-watch-events >"$work/wwatch.out" 2>&1 &
+    local wwatcher=$!
+    sleep 1
+    "${k[@]}" patch widget w1 --type=merge -p '{"spec":{"color":"blue"}}' >/dev/null 2>&1
+    for _ in $(seq 50); do grep -q 'MODIFIED.*w1' "$work/wwatch.out" && break; sleep 0.1; done
+    kill "$wwatcher" 2>/dev/null; wait "$wwatcher" 2>/dev/null
+    expect "get -w sees the custom resource change" 'MODIFIED +w1 +blue' cat "$work/wwatch.out"
+    check "delete the CRD" "${k[@]}" delete -f "$work/crd.yaml" --timeout=20s
+    expect "its kind is no longer served" "doesn't have a resource type|could not find the requested resource" "${k[@]}" get widgets
+
     # The official Python client, against the same server.
     local py
     py=$(python3 "$here/python_client.py" "$KUBECONFIG" 2>&1)

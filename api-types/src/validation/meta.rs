@@ -15,7 +15,15 @@ pub(crate) const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 pub(crate) const FIELD_IMMUTABLE: &str = "field is immutable";
 
 /// Finalizer names that need no domain prefix.
-const STANDARD_FINALIZERS: [&str; 3] = ["kubernetes", "orphan", "foregroundDeletion"];
+/// The finalizers that may go without a domain prefix. The last is the one
+/// apiextensions-apiserver puts on CRDs; its generic metadata validation
+/// accepts any qualified name there.
+const STANDARD_FINALIZERS: [&str; 4] = [
+    "kubernetes",
+    "orphan",
+    "foregroundDeletion",
+    "customresourcecleanup.apiextensions.k8s.io",
+];
 
 /// Validates an object's metadata on create, at path `metadata`: `name` (or
 /// `generateName`) by `name_fn`, `namespace` present exactly when `namespaced`,

@@ -207,6 +207,7 @@ async fn claim_ip(api: &Api, svc: &Value, ip: Ipv4Addr) -> Result<bool, ApiError
     // Boxed: creating a Service allocates, and allocating creates an object.
     match Box::pin(crate::rest::create_object(
         api,
+        None,
         ip_addresses(),
         object,
         Some("skiff-apiserver"),

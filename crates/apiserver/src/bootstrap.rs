@@ -2,6 +2,7 @@
 //! `kube-public` and `kube-node-lease`, and the `kubernetes` Service in
 //! `default` with its Endpoints and EndpointSlice pointing at this server.
 //! Re-run at every start; existing objects are kept, the endpoints updated.
+//! Then the default RBAC policy ([`crate::authz::policy`]).
 
 use std::net::IpAddr;
 
@@ -66,6 +67,7 @@ pub(crate) async fn ensure(
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
     put(api, "endpointslices", "discovery.k8s.io", slice).await?;
+    crate::authz::policy::ensure(api).await?;
     info!(%service_ip, %advertise, "bootstrap objects in place");
     Ok(())
 }
@@ -77,7 +79,7 @@ async fn create_if_absent(
     obj: Value,
 ) -> Result<(), ApiError> {
     let resource = resource(plural, group);
-    match create_object(api, resource, obj, Some(MANAGER), false).await {
+    match create_object(api, None, resource, obj, Some(MANAGER), false).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),

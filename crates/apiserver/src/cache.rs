@@ -25,6 +25,9 @@ use skiff_store::{Event, ListOptions, Revision, Store};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, warn};
 
+/// Where CRDs are stored.
+const CRD_PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
+
 /// How many recent events each resource keeps for watches that resume from
 /// an older resourceVersion.
 const EVENT_HISTORY: usize = 1024;
@@ -170,8 +173,9 @@ pub struct Cache {
 
 struct Inner {
     store: Arc<dyn Store>,
-    /// storage prefix → resource.
-    resources: HashMap<&'static str, &'static ResourceInfo>,
+    /// storage prefix → resource (built-in kinds, then CRDs as they come).
+    resources: RwLock<HashMap<&'static str, &'static ResourceInfo>>,
+    crds: Arc<crate::crd::Crds>,
     state: RwLock<State>,
     progress: watch::Sender<Revision>,
 }
@@ -236,6 +240,7 @@ impl Cache {
     pub async fn start(
         store: Arc<dyn Store>,
         resources: &'static [ResourceInfo],
+        crds: Arc<crate::crd::Crds>,
     ) -> skiff_store::Result<Cache> {
         let mut by_prefix = HashMap::new();
         for r in resources.iter().filter(|r| r.is_persisted()) {
@@ -246,7 +251,8 @@ impl Cache {
         let cache = Cache {
             inner: Arc::new(Inner {
                 store,
-                resources: by_prefix,
+                resources: RwLock::new(by_prefix),
+                crds,
                 state: RwLock::new(State::default()),
                 progress: watch::channel(0).0,
             }),
@@ -265,6 +271,18 @@ impl Cache {
         let mut resources: HashMap<&'static str, ResourceCache> = HashMap::new();
         let revision = loop {
             let page = store.list("/registry/", options.clone()).await?;
+            // CRDs first: their objects are stored under prefixes they define.
+            for kv in page
+                .items
+                .iter()
+                .filter(|kv| kv.key.starts_with(CRD_PREFIX))
+            {
+                if let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) {
+                    for resource in self.inner.crds.register(&crd) {
+                        self.add_resource(resource);
+                    }
+                }
+            }
             for kv in page.items {
                 if let Some(resource) = self.resource_of(&kv.key)
                     && let Some(obj) = CachedObject::from_stored(
@@ -292,7 +310,7 @@ impl Cache {
                 None => break page.revision,
             }
         };
-        for r in self.inner.resources.keys() {
+        for r in self.inner.resources.read().unwrap().keys() {
             resources
                 .entry(r)
                 .or_insert_with(|| ResourceCache::new(revision));
@@ -346,10 +364,19 @@ impl Cache {
         let mut ends = key.match_indices('/').map(|(i, _)| i).skip(2);
         let two = ends.next()?;
         let three = ends.next();
+        let resources = self.inner.resources.read().unwrap();
         three
-            .and_then(|i| self.inner.resources.get(&key[..i]))
-            .or_else(|| self.inner.resources.get(&key[..two]))
+            .and_then(|i| resources.get(&key[..i]))
+            .or_else(|| resources.get(&key[..two]))
             .copied()
+    }
+
+    /// Starts caching a resource defined at run time (a CRD's). Objects the
+    /// store already holds under its prefix are picked up at the next load;
+    /// a new CRD has none.
+    pub fn add_resource(&self, resource: &'static ResourceInfo) {
+        let mut resources = self.inner.resources.write().unwrap();
+        resources.entry(resource.storage_prefix).or_insert(resource);
     }
 
     fn apply(&self, event: Event) {

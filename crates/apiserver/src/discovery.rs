@@ -6,6 +6,7 @@ use http::{HeaderMap, Response, header};
 use serde_json::{Value, json};
 use skiff_api_types::registry::{self, ApiGroup, ResourceInfo};
 
+use crate::crd::Crds;
 use crate::http_util::{self, Body};
 use crate::request::Discovery;
 use crate::status::ApiError;
@@ -20,11 +21,12 @@ pub(crate) fn serve(
     version: &str,
     headers: &HeaderMap,
     server_address: &str,
+    crds: &Crds,
 ) -> Response<Body> {
     if let Some(v) = aggregated_version(headers) {
         let list = match which {
-            Discovery::LegacyVersions => Some(aggregated(true, v)),
-            Discovery::Groups => Some(aggregated(false, v)),
+            Discovery::LegacyVersions => Some(aggregated(crds, true, v)),
+            Discovery::Groups => Some(aggregated(crds, false, v)),
             _ => None,
         };
         if let Some(list) = list {
@@ -49,22 +51,22 @@ pub(crate) fn serve(
         Discovery::Groups => Some(json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": registry::groups()
+            "groups": groups(crds)
                 .iter()
                 .filter(|g| !g.name.is_empty())
                 .map(api_group)
                 .collect::<Vec<_>>(),
         })),
-        Discovery::Group(name) => registry::groups()
+        Discovery::Group(name) => groups(crds)
             .iter()
-            .find(|g| !g.name.is_empty() && g.name == name)
+            .find(|g| !g.name.is_empty() && g.name == *name)
             .map(|g| {
                 let mut v = api_group(g);
                 v["kind"] = json!("APIGroup");
                 v["apiVersion"] = json!("v1");
                 v
             }),
-        Discovery::Resources => resource_list(group, version),
+        Discovery::Resources => resource_list(crds, group, version),
     };
     match body {
         Some(body) => http_util::json(200, &body),
@@ -103,30 +105,65 @@ fn group_version(group: &str, version: &str) -> String {
     }
 }
 
-fn api_group(g: &ApiGroup) -> Value {
+/// A served group: the built-in ones, then those CRDs add.
+struct Group {
+    name: String,
+    /// Preferred first.
+    versions: Vec<String>,
+}
+
+fn groups(crds: &Crds) -> Vec<Group> {
+    let builtin = registry::groups().iter().map(|g: &ApiGroup| {
+        let mut versions: Vec<String> = g.versions.iter().map(|v| v.to_string()).collect();
+        versions.sort_by_key(|v| v != g.preferred_version);
+        Group {
+            name: g.name.to_owned(),
+            versions,
+        }
+    });
+    let custom = crds
+        .groups()
+        .into_iter()
+        .filter(|(name, _)| registry::groups().iter().all(|g| g.name != name))
+        .map(|(name, versions)| Group { name, versions });
+    builtin.chain(custom).collect()
+}
+
+/// The resources of one group-version, built-in or CRD-defined.
+fn resources_in(crds: &Crds, group: &str, version: &str) -> Vec<&'static ResourceInfo> {
+    let mut all: Vec<&'static ResourceInfo> = registry::resources_in(group, version).collect();
+    all.extend(
+        crds.all()
+            .into_iter()
+            .filter(|r| r.group == group && r.version == version),
+    );
+    all
+}
+
+fn api_group(g: &Group) -> Value {
     json!({
         "name": g.name,
         "versions": g.versions.iter().map(|v| json!({
-            "groupVersion": group_version(g.name, v),
+            "groupVersion": group_version(&g.name, v),
             "version": v,
         })).collect::<Vec<_>>(),
         "preferredVersion": {
-            "groupVersion": group_version(g.name, g.preferred_version),
-            "version": g.preferred_version,
+            "groupVersion": group_version(&g.name, &g.versions[0]),
+            "version": g.versions[0],
         },
     })
 }
 
 /// `APIResourceList` of one group-version, or `None` if it is not served.
-fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served = registry::groups()
+fn resource_list(crds: &Crds, group: &str, version: &str) -> Option<Value> {
+    let served = groups(crds)
         .iter()
-        .any(|g| g.name == group && g.versions.contains(&version));
+        .any(|g| g.name == group && g.versions.iter().any(|v| v == version));
     if !served {
         return None;
     }
     let mut resources = Vec::new();
-    for r in registry::resources_in(group, version) {
+    for r in resources_in(crds, group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -166,18 +203,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
 
 /// The aggregated discovery document of the core group (`legacy`) or of the
 /// named groups.
-fn aggregated(legacy: bool, discovery_version: &str) -> Value {
-    let items: Vec<Value> = registry::groups()
+fn aggregated(crds: &Crds, legacy: bool, discovery_version: &str) -> Value {
+    let items: Vec<Value> = groups(crds)
         .iter()
         .filter(|g| g.name.is_empty() == legacy)
         .map(|g| {
-            let mut versions: Vec<&str> = g.versions.to_vec();
-            versions.sort_by_key(|v| *v != g.preferred_version);
             json!({
                 "metadata": { "name": g.name, "creationTimestamp": null },
-                "versions": versions.iter().map(|v| json!({
+                "versions": g.versions.iter().map(|v| json!({
                     "version": v,
-                    "resources": registry::resources_in(g.name, v).map(aggregated_resource).collect::<Vec<_>>(),
+                    "resources": resources_in(crds, &g.name, v).into_iter().map(aggregated_resource).collect::<Vec<_>>(),
                     "freshness": "Current",
                 })).collect::<Vec<_>>(),
             })
@@ -234,7 +269,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(aggregated_version(&headers), Some("v2"));
-        let core = aggregated(true, "v2");
+        let core = aggregated(&Crds::default(), true, "v2");
         let pods = core["items"][0]["versions"][0]["resources"]
             .as_array()
             .unwrap()
@@ -263,7 +298,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, "application/json, */*".parse().unwrap());
         assert_eq!(aggregated_version(&headers), None);
-        let apps = resource_list("apps", "v1").unwrap();
+        let apps = resource_list(&Crds::default(), "apps", "v1").unwrap();
         assert!(
             apps["resources"]
                 .as_array()
@@ -273,6 +308,6 @@ mod tests {
                     && r["kind"] == "Scale"
                     && r["group"] == "autoscaling")
         );
-        assert!(resource_list("apps", "v9").is_none());
+        assert!(resource_list(&Crds::default(), "apps", "v9").is_none());
     }
 }

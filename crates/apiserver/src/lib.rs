@@ -11,11 +11,13 @@
 //! a shutdown signal.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod allocator;
 mod authn;
 mod authz;
 mod bootstrap;
 pub mod cache;
+mod crd;
 mod discovery;
 mod http_util;
 mod metrics;
@@ -24,6 +26,7 @@ mod patch;
 pub mod pki;
 mod request;
 mod rest;
+mod reviews;
 mod router;
 mod server;
 mod status;
@@ -39,7 +42,8 @@ use skiff_store::Store;
 use tokio::sync::oneshot;
 use tracing::info;
 
-pub use authn::AuthnConfig;
+pub use admission::Config as AdmissionConfig;
+pub use authn::{AuthnConfig, DEFAULT_ISSUER};
 pub use server::User;
 
 /// How to run the API server. Field names follow kube-apiserver's flags.
@@ -68,6 +72,8 @@ pub struct Config {
     pub client_ca_file: Option<PathBuf>,
     /// Token and service-account authentication settings.
     pub authn: AuthnConfig,
+    /// `--enable-admission-plugins` / `--disable-admission-plugins`.
+    pub admission: AdmissionConfig,
 }
 
 impl Default for Config {
@@ -83,6 +89,7 @@ impl Default for Config {
             tls_private_key_file: None,
             client_ca_file: None,
             authn: AuthnConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -112,6 +119,8 @@ pub enum StartError {
     ServiceRange(String),
     #[error("configuring authentication: {0}")]
     Authn(String),
+    #[error("configuring admission: {0}")]
+    Admission(String),
     #[error("creating the bootstrap objects: {0}")]
     Bootstrap(String),
 }
@@ -126,6 +135,25 @@ pub(crate) struct Api {
     /// `--service-cluster-ip-range`.
     pub service_range: allocator::ServiceRange,
     pub authn: authn::Authenticator,
+    /// The RBAC index the authorizer decides with.
+    pub rbac: authz::Rbac,
+    /// Resources defined by CustomResourceDefinitions.
+    pub crds: Arc<crd::Crds>,
+    /// The admission chain and its state (quota queues).
+    pub admission: admission::Admission,
+}
+
+impl Api {
+    /// A served resource: built-in, or defined by a CRD.
+    pub fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static skiff_api_types::registry::ResourceInfo> {
+        skiff_api_types::registry::lookup(group, version, plural)
+            .or_else(|| self.crds.lookup(group, version, plural))
+    }
 }
 
 /// A server running in this process.
@@ -217,20 +245,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let tls = server::tls_config(&cert, &key, &client_ca)?;
 
-    let cache = cache::Cache::start(store.clone(), skiff_api_types::registry::all())
-        .await
-        .map_err(StartError::Store)?;
+    let crds = Arc::new(crd::Crds::default());
+    let cache = cache::Cache::start(
+        store.clone(),
+        skiff_api_types::registry::all(),
+        crds.clone(),
+    )
+    .await
+    .map_err(StartError::Store)?;
+    let chain = admission::Admission::new(&config.admission, store.clone(), cache.clone())
+        .map_err(StartError::Admission)?;
     let api = Arc::new(Api {
         store,
         cache,
         metrics: metrics::Metrics::default(),
         server_address: SocketAddr::new(advertise, addr.port()).to_string(),
         service_range,
-        authn: authn::Authenticator::new(config.authn.clone()).map_err(StartError::Authn)?,
+        authn: authn::Authenticator::new(&config.authn, &generated.service_account_key_pem)
+            .map_err(StartError::Authn)?,
+        rbac: authz::Rbac::default(),
+        admission: chain,
+        crds,
     });
     bootstrap::ensure(&api, service_ip, advertise, addr.port())
         .await
         .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    authz::aggregation::spawn(api.clone());
+
+    tokio::spawn(crd::follow(api.clone()));
 
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::serve(listener, tls, api, async {

@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 /// The Skiff API server: the Kubernetes REST API over HTTPS.
 #[derive(Parser)]
@@ -38,6 +38,72 @@ struct Options {
     /// Bearer tokens: a CSV file of token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// PEM keys (public or private, or certificates) that verify
+    /// service-account tokens; repeatable.
+    #[arg(long)]
+    service_account_key_file: Vec<PathBuf>,
+    /// The private key that signs service-account tokens (default: the
+    /// generated pki/sa.key).
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// The issuer of service-account tokens; repeatable, the first is used
+    /// to issue, all are accepted.
+    #[arg(long, default_value = skiff_apiserver::DEFAULT_ISSUER)]
+    service_account_issuer: Vec<String>,
+    /// The audiences the API answers to (default: the issuers).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// The longest service-account token lifetime granted (e.g. 24h).
+    #[arg(long, value_parser = parse_duration)]
+    service_account_max_token_expiration: Option<std::time::Duration>,
+    /// Issue the kubelet's projected tokens for a year, warning after an hour.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    service_account_extend_token_expiration: bool,
+    /// Serve requests without credentials as system:anonymous.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Accept bootstrap tokens (kube-system Secrets of type
+    /// bootstrap.kubernetes.io/token).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    enable_bootstrap_token_auth: bool,
+    /// Admission plugins to run besides the default ones (comma-separated,
+    /// e.g. AlwaysPullImages).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Default admission plugins not to run (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
+}
+
+/// A Go duration such as `1h30m`, `90s` or `24h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            unit => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[tokio::main]
@@ -60,6 +126,18 @@ async fn main() -> anyhow::Result<()> {
         client_ca_file: o.client_ca_file,
         authn: skiff_apiserver::AuthnConfig {
             token_auth_file: o.token_auth_file,
+            service_account_key_files: o.service_account_key_file,
+            service_account_signing_key_file: o.service_account_signing_key_file,
+            service_account_issuers: o.service_account_issuer,
+            api_audiences: o.api_audiences,
+            service_account_max_token_expiration: o.service_account_max_token_expiration,
+            service_account_extend_token_expiration: o.service_account_extend_token_expiration,
+            anonymous_auth: o.anonymous_auth,
+            enable_bootstrap_token_auth: o.enable_bootstrap_token_auth,
+        },
+        admission: skiff_apiserver::AdmissionConfig {
+            enable_plugins: o.enable_admission_plugins,
+            disable_plugins: o.disable_admission_plugins,
         },
     };
     let shutdown = async {

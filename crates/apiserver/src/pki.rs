@@ -6,7 +6,8 @@
 //!
 //! Layout under the data directory:
 //! `pki/ca.{crt,key}`, `pki/apiserver.{crt,key}`, `pki/admin.{crt,key}`,
-//! `admin.kubeconfig`.
+//! `pki/sa.{key,pub}` (the ECDSA P-256 key that signs service-account
+//! tokens), `admin.kubeconfig`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -46,6 +47,8 @@ pub struct Pki {
     pub serving_key_pem: String,
     /// Where `admin.kubeconfig` was written.
     pub admin_kubeconfig: PathBuf,
+    /// The service-account signing key (`pki/sa.key`), PEM.
+    pub service_account_key_pem: String,
 }
 
 /// The names and addresses the serving certificate must hold.
@@ -128,6 +131,8 @@ pub fn ensure(data_dir: &Path, names: &ServingNames, server_url: &str) -> Result
         }
     };
 
+    let service_account_key_pem = service_account_key(&pki)?;
+
     let admin_kubeconfig = data_dir.join("admin.kubeconfig");
     let kubeconfig = kubeconfig(server_url, &ca_cert_pem, &admin.0, &admin.1);
     write_private(&admin_kubeconfig, &kubeconfig)?;
@@ -137,7 +142,29 @@ pub fn ensure(data_dir: &Path, names: &ServingNames, server_url: &str) -> Result
         serving_cert_pem: serving.0,
         serving_key_pem: serving.1,
         admin_kubeconfig,
+        service_account_key_pem,
     })
+}
+
+/// The service-account signing key: `pki/sa.key`, created with its public
+/// half `pki/sa.pub` when missing.
+fn service_account_key(pki: &Path) -> Result<String, PkiError> {
+    let path = pki.join("sa.key");
+    if path.exists() {
+        return std::fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source });
+    }
+    let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "the service account signing key".into(),
+        source,
+    })?;
+    let pem = key.serialize_pem();
+    write_private(&path, &pem)?;
+    let public = pki.join("sa.pub");
+    std::fs::write(&public, key.public_key_pem()).map_err(|source| PkiError::Io {
+        path: public,
+        source,
+    })?;
+    Ok(pem)
 }
 
 /// A kubeconfig for one user of the cluster at `server_url`.
@@ -342,6 +369,11 @@ mod tests {
         let second = ensure(dir.path(), &names, "https://127.0.0.1:6443").unwrap();
         assert_eq!(first.ca_cert_pem, second.ca_cert_pem);
         assert_eq!(first.serving_cert_pem, second.serving_cert_pem);
+        assert_eq!(
+            first.service_account_key_pem,
+            second.service_account_key_pem
+        );
+        assert!(dir.path().join("pki/sa.pub").exists());
         assert!(covers(&first.serving_cert_pem, &names));
         let kubeconfig = std::fs::read_to_string(&first.admin_kubeconfig).unwrap();
         assert!(kubeconfig.contains("server: https://127.0.0.1:6443"));

@@ -98,7 +98,17 @@ pub(crate) async fn serve(call: Call<'_>) -> Response<Body> {
 fn validate_fields(call: &Call<'_>, obj: &Value) -> Result<(), ApiError> {
     let policy = crate::typed::FieldValidation::from_query(call.query.get("fieldValidation"))?;
     let r = call.target.resource;
-    let warnings = crate::typed::check(policy, r.group, r.version, r.kind, obj)?;
+    let warnings = match call.api.crds.served(r) {
+        // A custom resource's fields are those of its version's schema.
+        Some(served) => {
+            let unknown = served
+                .schema
+                .map(|schema| crate::crd::schema::unknown_fields(obj, &schema))
+                .unwrap_or_default();
+            crate::typed::apply_policy(policy, r.version, r.kind, &unknown)?
+        }
+        None => crate::typed::check(policy, r.group, r.version, r.kind, obj)?,
+    };
     call.warnings.lock().unwrap().extend(warnings);
     Ok(())
 }
@@ -135,6 +145,9 @@ async fn dispatch(call: &Call<'_>) -> Reply {
         ("get" | "update" | "patch", Some("scale")) => scale(call).await,
         ("create", Some("binding")) => bind(call).await,
         ("create", Some("eviction")) => evict(call).await,
+        ("create", Some("token")) if t.resource.plural == "serviceaccounts" => {
+            crate::authn::token_request(call).await
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }
@@ -393,7 +406,15 @@ pub(crate) fn render_one(call: &Call<'_>, obj: &Value, code: u16) -> Response<Bo
                 .as_str()
                 .unwrap_or("")
                 .to_owned();
-            let table = table(resource, std::slice::from_ref(obj), &rv, None, call.query);
+            let custom = call.api.crds.served(resource).map(|s| s.columns);
+            let table = table(
+                resource,
+                custom.as_deref().map(Vec::as_slice),
+                std::slice::from_ref(obj),
+                &rv,
+                None,
+                call.query,
+            );
             call.output.encode(code, &table)
         }
     }
@@ -455,8 +476,10 @@ fn render_list(
         }
         (Shape::Table, _) => {
             let values: Vec<Value> = objects.iter().map(|o| o.value()).collect();
+            let custom = call.api.crds.served(resource).map(|s| s.columns);
             let mut table = table(
                 resource,
+                custom.as_deref().map(Vec::as_slice),
                 &values,
                 &revision.to_string(),
                 continue_value.as_deref(),
@@ -479,9 +502,11 @@ pub(crate) fn partial_metadata(obj: &Value) -> Value {
     })
 }
 
-/// A `meta.k8s.io/v1` Table of objects with the registry's columns.
+/// A `meta.k8s.io/v1` Table of objects with the registry's columns, or a
+/// custom resource's printer columns (`custom`).
 pub(crate) fn table(
     resource: &ResourceInfo,
+    custom: Option<&[crate::crd::PrinterColumn]>,
     objects: &[Value],
     rv: &str,
     continue_value: Option<&str>,
@@ -492,7 +517,15 @@ pub(crate) fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let mut row = json!({ "cells": resource.table_row(obj, &ctx) });
+            let cells = match custom {
+                Some(columns) => {
+                    let mut cells = vec![obj["metadata"]["name"].clone()];
+                    cells.extend(crate::crd::cells(columns, obj, ctx.now));
+                    cells
+                }
+                None => resource.table_row(obj, &ctx),
+            };
+            let mut row = json!({ "cells": cells });
             match include {
                 "None" => {}
                 "Object" => row["object"] = obj.clone(),
@@ -501,7 +534,10 @@ pub(crate) fn table(
             row
         })
         .collect();
-    let columns: Vec<Value> = resource.columns.iter().map(|c| c.definition()).collect();
+    let columns: Vec<Value> = match custom {
+        Some(columns) => crate::crd::column_definitions(columns),
+        None => resource.columns.iter().map(|c| c.definition()).collect(),
+    };
     let mut meta = json!({ "resourceVersion": rv });
     if let Some(c) = continue_value {
         meta["continue"] = json!(c);
@@ -617,20 +653,48 @@ fn check_kind(resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> 
 
 /// Defaults an object as decoding does upstream (before the server fills in
 /// its own metadata).
-fn default(resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+fn default(api: &Api, resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    if let Some(served) = api.crds.served(resource) {
+        // A custom resource: its schema prunes unknown fields and defaults.
+        if let Some(schema) = served.schema {
+            crate::crd::schema::prune_and_default(obj, &schema);
+        }
+        return Ok(());
+    }
     defaults::apply_defaults(resource.group, resource.kind, obj)
         .map_err(|e| ApiError::bad_request(format!("decoding {}: {e}", resource.kind)))
 }
 
 /// Validates an object about to be written (`old` on update).
-fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+fn validate(
+    api: &Api,
+    resource: &ResourceInfo,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
     let name = obj["metadata"]["name"]
         .as_str()
         .or_else(|| obj["metadata"]["generateName"].as_str())
         .unwrap_or("")
         .to_owned();
-    validation::validate(resource.group, resource.kind, obj, old, resource.namespaced)
-        .map_err(|errors| ApiError::invalid(resource.group, resource.kind, &name, &errors))
+    let mut errors =
+        match validation::validate(resource.group, resource.kind, obj, old, resource.namespaced) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.0,
+        };
+    if let Some(schema) = api.crds.served(resource).and_then(|s| s.schema) {
+        errors.extend(crate::crd::schema::validate(obj, &schema));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            resource.group,
+            resource.kind,
+            &name,
+            &validation::FieldErrors(errors),
+        ))
+    }
 }
 
 /// The JSON the store keeps: no resourceVersion (the store's revision is it).
@@ -726,21 +790,49 @@ async fn create(call: &Call<'_>) -> Reply {
     if t.resource.namespaced && t.namespace.is_none() {
         return Err(ApiError::no_route());
     }
+    if !t.resource.is_persisted() {
+        // Reviews are answered, never stored.
+        return crate::reviews::create(call, obj).await;
+    }
     let dry = dry_run(call.query)?;
-    let obj = create_object(call.api, t.resource, obj, Some(&field_manager(call)), dry).await?;
+    let obj = create_object_warned(
+        call.api,
+        Some(call.user),
+        t.resource,
+        obj,
+        Some(&field_manager(call)),
+        dry,
+        Some(&call.warnings),
+    )
+    .await?;
     Ok(render_one(call, &obj, 201))
 }
 
 /// Creates an object: names it (generateName), fills in what the server
 /// owns, defaults, validates and admits it, and writes it unless `dry`.
 /// `manager` is recorded in managedFields as the owner of what it set; `None`
-/// when the fields were tracked already (server-side apply).
+/// when the fields were tracked already (server-side apply). `user` is `None`
+/// for the server's own writes.
 pub(crate) async fn create_object(
     api: &Api,
+    user: Option<&crate::User>,
+    resource: &'static ResourceInfo,
+    obj: Value,
+    manager: Option<&str>,
+    dry: bool,
+) -> Result<Value, ApiError> {
+    create_object_warned(api, user, resource, obj, manager, dry, None).await
+}
+
+/// [`create_object`], sending admission's warnings to `warnings`.
+pub(crate) async fn create_object_warned(
+    api: &Api,
+    user: Option<&crate::User>,
     resource: &'static ResourceInfo,
     mut obj: Value,
     manager: Option<&str>,
     dry: bool,
+    warnings: Option<&std::sync::Mutex<Vec<String>>>,
 ) -> Result<Value, ApiError> {
     let gr = GroupResource {
         group: resource.group,
@@ -762,12 +854,28 @@ pub(crate) async fn create_object(
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
     let namespace = obj["metadata"]["namespace"].as_str().map(str::to_owned);
-    default(resource, &mut obj)?;
+    default(api, resource, &mut obj)?;
     strategy::prepare_for_create(resource, &mut obj);
     obj["metadata"]["uid"] = json!(new_uid());
     obj["metadata"]["creationTimestamp"] = json!(now_rfc3339());
     strategy::prepare_created(resource, &mut obj)?;
-    validate(resource, &obj, None)?;
+    let mut admission = crate::admission::Request::new(
+        api,
+        user,
+        crate::admission::Operation::Create,
+        resource,
+        None,
+        dry,
+    );
+    if let Some(warnings) = warnings {
+        admission = admission.with_warnings(warnings);
+    }
+    crate::admission::mutate(&admission, &mut obj, None).await?;
+    if let Some(user) = user {
+        crate::authz::check_escalation(api, user, resource, &obj, None).await?;
+    }
+    validate(api, resource, &obj, None)?;
+    crate::admission::validate(&admission, &obj, None).await?;
     check_namespace(api, resource, namespace.as_deref(), &name).await?;
     if let Some(manager) = manager {
         patch::track_update(resource, None, &mut obj, manager, None, &now_rfc3339());
@@ -802,6 +910,7 @@ pub(crate) async fn create_object(
             });
         }
     };
+    admission.commit();
     set_resource_version(&mut obj, rev);
     Ok(obj)
 }
@@ -842,13 +951,26 @@ async fn guaranteed_update(
         {
             return Err(ApiError::conflict_modified(t.gr(), t.name()));
         }
-        default(t.resource, &mut new)?;
+        default(call.api, t.resource, &mut new)?;
         strategy::prepare_for_update(t.resource, &mut new, &current, t.subresource);
+        let admission = crate::admission::Request::new(
+            call.api,
+            Some(call.user),
+            crate::admission::Operation::Update,
+            t.resource,
+            t.subresource,
+            dry,
+        )
+        .with_warnings(&call.warnings);
+        crate::admission::mutate(&admission, &mut new, Some(&current)).await?;
+        crate::authz::check_escalation(call.api, call.user, t.resource, &new, Some(&current))
+            .await?;
         // A binding sets the node of a pod, which a pod update may not do:
         // upstream's binding path writes it without update validation.
         if t.subresource != Some("binding") {
-            validate(t.resource, &new, Some(&current))?;
+            validate(call.api, t.resource, &new, Some(&current))?;
         }
+        crate::admission::validate(&admission, &new, Some(&current)).await?;
         if is_service(t.resource) && t.subresource.is_none() && !dry {
             crate::allocator::reallocate(call.api, &mut new, &current).await?;
         }
@@ -880,9 +1002,11 @@ async fn guaranteed_update(
         if finalized {
             return match call.api.store.delete(&t.key(), Some(rev)).await {
                 Ok((rev, _)) => {
+                    admission.commit();
                     if is_service(t.resource) {
                         crate::allocator::release(call.api, &new).await;
                     }
+                    crate::admission::deleted(call.api, t.resource, &new).await;
                     set_resource_version(&mut new, rev);
                     Ok(Written::Deleted(new))
                 }
@@ -901,6 +1025,7 @@ async fn guaranteed_update(
             .await
         {
             Ok(rev) => {
+                admission.commit();
                 set_resource_version(&mut new, rev);
                 return Ok(Written::Updated(new));
             }
@@ -1054,7 +1179,16 @@ async fn apply(call: &Call<'_>) -> Reply {
         // The apply records the manager's fields itself.
         let obj =
             patch::apply_subresource(t.resource, None, None, &applied, &manager, force, &now)?;
-        let obj = create_object(call.api, t.resource, obj, None, dry_run(call.query)?).await?;
+        let obj = create_object_warned(
+            call.api,
+            Some(call.user),
+            t.resource,
+            obj,
+            None,
+            dry_run(call.query)?,
+            Some(&call.warnings),
+        )
+        .await?;
         return Ok(render_one(call, &obj, 201));
     }
     let written = guaranteed_update(call, false, |current| {
@@ -1160,6 +1294,15 @@ async fn delete_one(call: &Call<'_>, t: &Target<'_>, options: &DeleteOptions) ->
                 ));
             }
         }
+        let admission = crate::admission::Request::new(
+            call.api,
+            Some(call.user),
+            crate::admission::Operation::Delete,
+            t.resource,
+            None,
+            dry,
+        );
+        crate::admission::validate_delete(&admission, &current).await?;
         let mut new = current.clone();
         let mut finalizers: Vec<Value> = meta["finalizers"].as_array().cloned().unwrap_or_default();
         let add_finalizer = match options.propagation.as_deref() {
@@ -1234,6 +1377,7 @@ async fn delete_one(call: &Call<'_>, t: &Target<'_>, options: &DeleteOptions) ->
                 if is_service(t.resource) {
                     crate::allocator::release(call.api, &current).await;
                 }
+                crate::admission::deleted(call.api, t.resource, &current).await;
                 let mut last = current;
                 set_resource_version(&mut last, rev);
                 return Ok(ok_deleted(call, &last));
@@ -1330,8 +1474,14 @@ async fn delete_collection(call: &Call<'_>) -> Reply {
 // Subresources
 
 /// The `autoscaling/v1` Scale of a scalable object.
-fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
+fn scale_of(obj: &Value, custom: Option<&crate::crd::ScalePaths>) -> Value {
     let selector = match &obj["spec"]["selector"] {
+        // A custom resource names where its selector string is.
+        _ if custom.is_some() => custom
+            .and_then(|c| c.label_selector.as_deref())
+            .and_then(|p| crate::crd::json_path(obj, p))
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         // apps/v1 kinds carry a LabelSelector; ReplicationControllers a map.
         Value::Object(sel)
             if sel.contains_key("matchLabels") || sel.contains_key("matchExpressions") =>
@@ -1350,7 +1500,20 @@ fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
         _ => String::new(),
     };
     let meta = &obj["metadata"];
-    let _ = resource;
+    let (spec_replicas, status_replicas) = match custom {
+        Some(c) => (
+            crate::crd::json_path(obj, &c.spec_replicas)
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            crate::crd::json_path(obj, &c.status_replicas)
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+        ),
+        None => (
+            obj["spec"]["replicas"].as_i64().unwrap_or(1),
+            obj["status"]["replicas"].as_i64().unwrap_or(0),
+        ),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1361,18 +1524,36 @@ fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
             "resourceVersion": meta["resourceVersion"],
             "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1) },
+        "spec": { "replicas": spec_replicas },
         "status": {
-            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "replicas": status_replicas,
             "selector": selector,
         },
     })
 }
 
+/// Sets the value at a simple JSON path (`.spec.size`), creating objects on
+/// the way.
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let mut at = obj;
+    for key in path.trim_start_matches('.').split('.') {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = at
+            .as_object_mut()
+            .expect("made an object")
+            .entry(key)
+            .or_insert(Value::Null);
+    }
+    *at = value;
+}
+
 async fn scale(call: &Call<'_>) -> Reply {
     let t = &call.target;
+    let custom = call.api.crds.served(t.resource).and_then(|s| s.scale);
     let scale_reply = |obj: &Value| {
-        let s = scale_of(t.resource, obj);
+        let s = scale_of(obj, custom.as_ref());
         call.output.encode(200, &s)
     };
     match call.info.verb.as_str() {
@@ -1400,7 +1581,7 @@ async fn scale(call: &Call<'_>) -> Reply {
                 ..clone_call(call)
             };
             let written = guaranteed_update(&main, true, |current| {
-                let scale = scale_of(t.resource, current);
+                let scale = scale_of(current, custom.as_ref());
                 let new_scale = match patch_kind {
                     None => decode_request(call)?,
                     Some(kind) => patch::patch(kind, scales, &scale, &call.body)?,
@@ -1419,7 +1600,10 @@ async fn scale(call: &Call<'_>) -> Reply {
                     )
                 })?;
                 let mut new = current.clone();
-                new["spec"]["replicas"] = json!(replicas);
+                match &custom {
+                    Some(c) => set_path(&mut new, &c.spec_replicas, json!(replicas)),
+                    None => new["spec"]["replicas"] = json!(replicas),
+                }
                 match new_scale["metadata"]["resourceVersion"].as_str() {
                     Some(rv)
                         if !rv.is_empty()

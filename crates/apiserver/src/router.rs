@@ -90,11 +90,10 @@ async fn handle(
             &info.version,
             req.headers(),
             &api.server_address,
+            &api.crds,
         );
     }
-    let Some(resource) =
-        skiff_api_types::registry::lookup(&info.group, &info.version, &info.resource)
-    else {
+    let Some(resource) = api.lookup(&info.group, &info.version, &info.resource) else {
         return http_util::error(&ApiError::no_route());
     };
     // A namespaced path for a cluster-scoped kind, or the reverse for
@@ -201,7 +200,8 @@ async fn non_resource(api: &Api, req: &Request<Incoming>, path: &str) -> Respons
             // The first request builds the documents (hundreds of ms of CPU):
             // off the runtime's workers.
             let headers = req.headers().clone();
-            tokio::task::spawn_blocking(move || crate::openapi::serve(&with_query, &headers))
+            let crds = api.crds.clone();
+            tokio::task::spawn_blocking(move || crate::openapi::serve(&with_query, &headers, &crds))
                 .await
                 .unwrap_or_else(|e| http_util::error(&ApiError::internal(e.to_string())))
         }

@@ -15,24 +15,29 @@ pub fn has_status_subresource(resource: &ResourceInfo) -> bool {
     resource.subresource("status").is_some()
 }
 
-/// Kinds whose strategies track `metadata.generation` upstream.
+/// Kinds whose strategies track `metadata.generation` upstream: some
+/// built-in kinds, and every custom resource.
 pub fn tracks_generation(resource: &ResourceInfo) -> bool {
-    matches!(
-        (resource.group, resource.plural),
-        (
-            "apps",
-            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
-        ) | ("", "replicationcontrollers")
-            | ("batch", "jobs" | "cronjobs")
-            | ("policy", "poddisruptionbudgets")
-            | ("autoscaling", "horizontalpodautoscalers")
-            | ("networking.k8s.io", "ingresses" | "networkpolicies")
-            | ("apiextensions.k8s.io", "customresourcedefinitions")
-            | (
-                "admissionregistration.k8s.io",
-                "validatingadmissionpolicies" | "validatingadmissionpolicybindings"
-            )
-    )
+    let custom =
+        skiff_api_types::registry::lookup(resource.group, resource.version, resource.plural)
+            .is_none();
+    custom
+        || matches!(
+            (resource.group, resource.plural),
+            (
+                "apps",
+                "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+            ) | ("", "replicationcontrollers")
+                | ("batch", "jobs" | "cronjobs")
+                | ("policy", "poddisruptionbudgets")
+                | ("autoscaling", "horizontalpodautoscalers")
+                | ("networking.k8s.io", "ingresses" | "networkpolicies")
+                | ("apiextensions.k8s.io", "customresourcedefinitions")
+                | (
+                    "admissionregistration.k8s.io",
+                    "validatingadmissionpolicies" | "validatingadmissionpolicybindings"
+                )
+        )
 }
 
 /// Kinds an update (PUT) may create, as upstream's AllowCreateOnUpdate says.
@@ -95,6 +100,19 @@ pub fn prepare_created(
     resource: &ResourceInfo,
     obj: &mut Value,
 ) -> Result<(), crate::status::ApiError> {
+    if (resource.group, resource.plural) == ("apiextensions.k8s.io", "customresourcedefinitions") {
+        // Held until its objects are deleted (see crd::follow).
+        let finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let finalizer = Value::String(crate::crd::CLEANUP_FINALIZER.into());
+        if !finalizers.contains(&finalizer) {
+            let mut finalizers = finalizers;
+            finalizers.push(finalizer);
+            obj["metadata"]["finalizers"] = Value::Array(finalizers);
+        }
+    }
     if (resource.group, resource.plural) == ("batch", "jobs") {
         let mut job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(obj.clone())
             .map_err(|e| {

@@ -173,12 +173,22 @@ pub fn check(
         return Ok(Vec::new());
     }
     let unknown = unknown_fields(group, version, kind, obj)?;
+    apply_policy(policy, version, kind, &unknown)
+}
+
+/// Applies the policy to the unknown fields found in a body.
+pub fn apply_policy(
+    policy: FieldValidation,
+    version: &str,
+    kind: &str,
+    unknown: &[String],
+) -> Result<Vec<String>, ApiError> {
     let messages: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
     match (policy, messages.is_empty()) {
-        (_, true) => Ok(Vec::new()),
+        (FieldValidation::Ignore, _) | (_, true) => Ok(Vec::new()),
         (FieldValidation::Strict, false) => Err(ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
             messages.join(", ")

@@ -106,6 +106,7 @@ pub(crate) async fn serve(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
     let stream = Stream {
         resource,
+        custom_columns: call.api.crds.served(resource).map(|s| s.columns),
         selectors,
         prefix,
         output: call.output,
@@ -137,6 +138,8 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
 /// One client's watch, running in its own task.
 struct Stream {
     resource: &'static ResourceInfo,
+    /// A custom resource's printer columns.
+    custom_columns: Option<std::sync::Arc<Vec<crate::crd::PrinterColumn>>>,
     selectors: Selectors,
     prefix: String,
     output: Output,
@@ -237,7 +240,8 @@ impl Stream {
                     query.insert("includeObject", include);
                 }
                 let rv = obj.revision.to_string();
-                let t = table(self.resource, &[obj.value()], &rv, None, &query);
+                let custom = self.custom_columns.as_deref().map(Vec::as_slice);
+                let t = table(self.resource, custom, &[obj.value()], &rv, None, &query);
                 serde_json::to_writer(&mut line, &t).expect("serializes")
             }
         }

@@ -1,8 +1,34 @@
-//! Authorization (being written): what a user may do. Today every
-//! authenticated user may do everything; anonymous users only read health
-//! and version.
+//! Authorization: what a user may do, by RBAC (upstream's
+//! plugin/pkg/auth/authorizer/rbac).
+//!
+//! ClusterRoleBindings grant their ClusterRole's rules everywhere;
+//! RoleBindings grant a Role's or a ClusterRole's rules in their namespace.
+//! Decisions read an [`index`] of every binding by subject, built from the
+//! watch cache and rebuilt when an RBAC object changes: a request costs a
+//! few hash lookups, not a scan of the bindings. The default policy upstream
+//! bootstraps is created and reconciled at every start ([`policy`]), the
+//! rules of aggregated ClusterRoles are kept up to date by a small
+//! controller in the server ([`aggregation`]), and writes of roles and
+//! bindings are refused when they would grant more than their author holds
+//! ([`escalation`]).
+
+pub(crate) mod aggregation;
+mod escalation;
+pub(crate) mod index;
+pub(crate) mod policy;
+pub(crate) mod rules;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::FutureExt;
+use skiff_api_types::registry::ResourceInfo;
+use tokio::sync::broadcast;
+
+pub(crate) use escalation::check_escalation;
 
 use crate::Api;
+use crate::cache::{Cache, CachedEvent};
 use crate::server::User;
 
 /// What a request wants to do, as upstream's authorizer.Attributes.
@@ -28,19 +54,132 @@ pub enum Decision {
     Deny(String),
 }
 
-/// Decides a request.
-pub fn authorize(_api: &Api, attrs: &Attributes<'_>) -> Decision {
-    if attrs.user.is_anonymous() {
-        let public = matches!(attrs.path, "/healthz" | "/livez" | "/readyz" | "/version")
-            || ["/healthz/", "/livez/", "/readyz/"]
-                .iter()
-                .any(|p| attrs.path.starts_with(p));
-        if !attrs.resource_request && public && attrs.verb == "get" {
-            return Decision::Allow;
-        }
-        return Decision::Deny(String::new());
+/// The group whose members may do anything, whatever RBAC says (upstream
+/// puts this authorizer before RBAC: it is how the server's own loopback
+/// clients, and the admin, keep access).
+pub(crate) const PRIVILEGED_GROUP: &str = "system:masters";
+
+fn privileged(user: &User) -> bool {
+    user.groups.iter().any(|g| g == PRIVILEGED_GROUP)
+}
+
+/// Decides a request: members of `system:masters` may do anything, others
+/// what RBAC grants them. Anonymous requests are decided like any other:
+/// `system:anonymous` in `system:unauthenticated` gets what is bound to them
+/// (by default `system:public-info-viewer`: health and version).
+pub fn authorize(api: &Api, attrs: &Attributes<'_>) -> Decision {
+    if privileged(attrs.user) {
+        return Decision::Allow;
     }
-    Decision::Allow
+    match api.rbac.index(&api.cache).allowed_by(attrs) {
+        Ok(_) => Decision::Allow,
+        Err(errors) => Decision::Deny(index::denial_reason(&errors)),
+    }
+}
+
+/// Decides a request and says why, as a SubjectAccessReview answers.
+pub(crate) fn review(api: &Api, attrs: &Attributes<'_>) -> index::Verdict {
+    if privileged(attrs.user) {
+        return index::Verdict {
+            allowed: true,
+            reason: String::new(),
+        };
+    }
+    api.rbac.index(&api.cache).decide(attrs)
+}
+
+/// The RBAC index and what keeps it current.
+///
+/// The index is rebuilt lazily: each decision compares the cache's revision
+/// with the one the index is known to be current at; when the cache has
+/// moved on, it drains the cache's event streams of the four RBAC resources
+/// (the cache sends an event before it advances its revision, so every event
+/// up to the revision read is there) and rebuilds only if one of them
+/// changed. Between writes a decision takes no lock but a read lock.
+pub(crate) struct Rbac {
+    index: RwLock<Arc<index::Index>>,
+    /// The cache revision up to which `index` reflects every RBAC object.
+    current_at: AtomicI64,
+    follow: Mutex<Vec<Follower>>,
+}
+
+struct Follower {
+    resource: &'static ResourceInfo,
+    events: Option<broadcast::Receiver<Arc<CachedEvent>>>,
+}
+
+impl Default for Rbac {
+    fn default() -> Self {
+        Rbac {
+            index: RwLock::new(Arc::new(index::Index::default())),
+            current_at: AtomicI64::new(-1),
+            follow: Mutex::new(
+                index::resources()
+                    .into_iter()
+                    .map(|resource| Follower {
+                        resource,
+                        events: None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl Rbac {
+    /// The index, current with the cache.
+    pub fn index(&self, cache: &Cache) -> Arc<index::Index> {
+        let revision = cache.revision();
+        if self.current_at.load(Ordering::Acquire) >= revision {
+            return self.index.read().unwrap().clone();
+        }
+        let mut followers = self.follow.lock().unwrap();
+        if self.current_at.load(Ordering::Acquire) >= revision {
+            return self.index.read().unwrap().clone();
+        }
+        let mut changed = false;
+        for follower in followers.iter_mut() {
+            changed |= follower.drain(cache);
+        }
+        if changed {
+            let rebuilt = Arc::new(index::Index::build(cache));
+            *self.index.write().unwrap() = rebuilt;
+        }
+        self.current_at.fetch_max(revision, Ordering::AcqRel);
+        self.index.read().unwrap().clone()
+    }
+}
+
+impl Follower {
+    /// Takes every pending event; true if there was any (or if events may
+    /// have been missed, when the stream lagged or the cache reloaded).
+    fn drain(&mut self, cache: &Cache) -> bool {
+        let Some(events) = &mut self.events else {
+            self.subscribe(cache);
+            return true;
+        };
+        let mut changed = false;
+        loop {
+            match events.try_recv() {
+                Ok(_) => changed = true,
+                Err(broadcast::error::TryRecvError::Empty) => return changed,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => changed = true,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    self.subscribe(cache);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn subscribe(&mut self, cache: &Cache) {
+        // A watch from the current state never waits.
+        self.events = cache
+            .watch(self.resource, None)
+            .now_or_never()
+            .and_then(Result::ok)
+            .map(|start| start.live);
+    }
 }
 
 /// The 403 for a denied request, worded as upstream's.

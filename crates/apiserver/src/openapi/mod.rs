@@ -13,6 +13,7 @@
 //! `If-None-Match`; a v3 document fetched with its current `?hash=` is
 //! `Cache-Control: public, immutable`.
 
+mod custom;
 mod paths;
 mod render;
 mod schemas;
@@ -60,8 +61,9 @@ static V2_DOC: OnceLock<Document> = OnceLock::new();
 const JSON: &str = "application/json";
 
 /// Answers `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<path>`. `path`
-/// may carry the query string (`?hash=`).
-pub(crate) fn serve(path: &str, headers: &HeaderMap) -> Response<Body> {
+/// may carry the query string (`?hash=`). CRD-defined group-versions are
+/// added to the v3 index and served from `crds`.
+pub(crate) fn serve(path: &str, headers: &HeaderMap, crds: &crate::crd::Crds) -> Response<Body> {
     let (path, query) = match path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path, None),
@@ -74,13 +76,45 @@ pub(crate) fn serve(path: &str, headers: &HeaderMap) -> Response<Body> {
     }
     match path {
         "/openapi/v2" => respond(V2_DOC.get_or_init(build_v2), headers, Caching::Revalidate),
-        "/openapi/v3" | "/openapi/v3/" => respond(&v3().index, headers, Caching::Revalidate),
+        "/openapi/v3" | "/openapi/v3/" => {
+            let custom = custom::keys(crds);
+            if custom.is_empty() {
+                return respond(&v3().index, headers, Caching::Revalidate);
+            }
+            let mut listed: Map<String, Value> = v3()
+                .docs
+                .iter()
+                .map(|(key, doc)| (key.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={}", doc.hash) })))
+                .collect();
+            for key in custom {
+                if let Some(doc) = custom::document(crds, &key) {
+                    let url = format!("/openapi/v3/{key}?hash={}", doc.hash);
+                    listed.insert(key, json!({ "serverRelativeURL": url }));
+                }
+            }
+            respond(
+                &Document::new(&json!({ "paths": listed })),
+                headers,
+                Caching::Revalidate,
+            )
+        }
         _ => {
-            let Some(doc) = path
+            let key = path
                 .strip_prefix("/openapi/v3/")
-                .and_then(|key| v3().docs.get(key.trim_end_matches('/')))
-            else {
-                return http_util::error(&ApiError::no_route());
+                .map(|k| k.trim_end_matches('/'));
+            let custom_doc;
+            let doc = match key {
+                Some(key) => match v3().docs.get(key) {
+                    Some(doc) => doc,
+                    None => match custom::document(crds, key) {
+                        Some(doc) => {
+                            custom_doc = doc;
+                            &custom_doc
+                        }
+                        None => return http_util::error(&ApiError::no_route()),
+                    },
+                },
+                None => return http_util::error(&ApiError::no_route()),
             };
             match hash {
                 None => respond(doc, headers, Caching::Revalidate),
@@ -256,7 +290,7 @@ mod tests {
     }
 
     fn send(path: &str, headers: HeaderMap) -> (StatusCode, HeaderMap, Bytes) {
-        let response = serve(path, &headers);
+        let response = serve(path, &headers, &crate::crd::Crds::default());
         let (parts, body) = response.into_parts();
         let bytes = futures::executor::block_on(body.collect())
             .unwrap()
