@@ -118,7 +118,6 @@ impl Server {
             &port.to_string(),
             "--bind-address",
             "127.0.0.1",
-            "--disable-admission-plugins=LimitRanger,ServiceAccount,NodeRestriction,TaintNodesByCondition,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass,StorageObjectInUseProtection,PersistentVolumeClaimResize,RuntimeClass,DefaultIngressClass,ResourceQuota",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

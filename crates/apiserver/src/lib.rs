@@ -19,6 +19,8 @@ mod bootstrap;
 pub mod cache;
 mod crd;
 mod discovery;
+#[cfg(test)]
+mod fuzz_tests;
 mod http_util;
 mod metrics;
 mod openapi;

@@ -870,6 +870,11 @@ pub(crate) async fn create_object_warned(
     if let Some(warnings) = warnings {
         admission = admission.with_warnings(warnings);
     }
+    // As upstream, the manager owns what it sent (and its defaults), not
+    // what admission adds.
+    if let Some(manager) = manager {
+        patch::track_update(resource, None, &mut obj, manager, None, &now_rfc3339());
+    }
     crate::admission::mutate(&admission, &mut obj, None).await?;
     if let Some(user) = user {
         crate::authz::check_escalation(api, user, resource, &obj, None).await?;
@@ -877,9 +882,6 @@ pub(crate) async fn create_object_warned(
     validate(api, resource, &obj, None)?;
     crate::admission::validate(&admission, &obj, None).await?;
     check_namespace(api, resource, namespace.as_deref(), &name).await?;
-    if let Some(manager) = manager {
-        patch::track_update(resource, None, &mut obj, manager, None, &now_rfc3339());
-    }
     if dry {
         return Ok(obj);
     }
@@ -962,6 +964,18 @@ async fn guaranteed_update(
             dry,
         )
         .with_warnings(&call.warnings);
+        // As upstream, the manager owns what it changed, not what admission
+        // adds.
+        if track {
+            patch::track_update(
+                t.resource,
+                Some(&current),
+                &mut new,
+                &field_manager(call),
+                t.subresource,
+                &now_rfc3339(),
+            );
+        }
         crate::admission::mutate(&admission, &mut new, Some(&current)).await?;
         crate::authz::check_escalation(call.api, call.user, t.resource, &new, Some(&current))
             .await?;
@@ -973,16 +987,6 @@ async fn guaranteed_update(
         crate::admission::validate(&admission, &new, Some(&current)).await?;
         if is_service(t.resource) && t.subresource.is_none() && !dry {
             crate::allocator::reallocate(call.api, &mut new, &current).await?;
-        }
-        if track {
-            patch::track_update(
-                t.resource,
-                Some(&current),
-                &mut new,
-                &field_manager(call),
-                t.subresource,
-                &now_rfc3339(),
-            );
         }
         set_resource_version(&mut new, rev);
         if new == current {

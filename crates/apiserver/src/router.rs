@@ -36,7 +36,8 @@ pub(crate) async fn route(
     let start = Instant::now();
     let query = Query::parse(req.uri().query());
     let info = RequestInfo::parse(req.method(), req.uri().path(), query.flag("watch"));
-    let span = info_span!("request", verb = %info.verb, path = %info.path, user = user.map(|u| u.name.as_str()).unwrap_or("system:anonymous"), %peer);
+    // The user is recorded once authentication has run.
+    let span = info_span!("request", verb = %info.verb, path = %info.path, user = tracing::field::Empty, %peer);
     let response = handle(api, req, user, &info, &query).instrument(span).await;
     let code = response.status().as_u16();
     api.metrics.observe(&info, code, start.elapsed());
@@ -57,6 +58,7 @@ async fn handle(
         Ok(None) => User::anonymous(),
         Err(e) => return http_util::error(&e),
     };
+    tracing::Span::current().record("user", user.name.as_str());
     let attrs = crate::authz::Attributes {
         user: &user,
         verb: if info.is_resource_request {

@@ -126,6 +126,13 @@ async fn pods_run_as_the_default_service_account_with_a_projected_token() {
         .create(&PostParams::default(), &pod("web"))
         .await
         .unwrap();
+    // As upstream, what admission adds is nobody's in managedFields.
+    let managed = serde_json::to_string(&created.metadata.managed_fields).unwrap();
+    assert!(
+        managed.contains("f:containers") && !managed.contains("f:volumes"),
+        "{managed}"
+    );
+    assert!(!managed.contains("f:serviceAccountName") && !managed.contains("f:tolerations"));
     let spec = created.spec.unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("default"));
     let volume = spec

@@ -3,7 +3,7 @@
 //! "live lookup"), so an object written a moment ago is not missed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -31,21 +31,29 @@ type LiveKey = (&'static str, String);
 /// When a list was read, and what it held.
 type LiveList = (Instant, Arc<Vec<Value>>);
 
+/// The built-in resources by group and plural, each at its preferred
+/// version (else its first).
+static BUILT_IN: LazyLock<HashMap<(&'static str, &'static str), &'static ResourceInfo>> =
+    LazyLock::new(|| {
+        let mut map = HashMap::new();
+        for r in registry::all() {
+            let entry = map.entry((r.group, r.plural)).or_insert(r);
+            if r.preferred && !entry.preferred {
+                *entry = r;
+            }
+        }
+        map
+    });
+
 /// The served resource `group`/`plural`, at its preferred version.
 pub(super) fn resource(group: &str, plural: &str) -> &'static ResourceInfo {
-    let all = registry::all();
-    all.iter()
-        .find(|r| r.group == group && r.plural == plural && r.preferred)
-        .or_else(|| all.iter().find(|r| r.group == group && r.plural == plural))
+    resource_named(group, plural)
         .unwrap_or_else(|| panic!("{plural}.{group} is a built-in resource"))
 }
 
-/// The built-in resource whose quota name is `plural` or `plural.group`.
+/// The built-in resource `group`/`plural`, if there is one.
 pub(super) fn resource_named(group: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    let all = registry::all();
-    all.iter()
-        .find(|r| r.group == group && r.plural == plural && r.preferred)
-        .or_else(|| all.iter().find(|r| r.group == group && r.plural == plural))
+    BUILT_IN.get(&(group, plural)).copied()
 }
 
 fn parse(kv: &KeyValue) -> Option<Value> {
