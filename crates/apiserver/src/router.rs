@@ -58,6 +58,10 @@ async fn handle(
         Ok(None) => User::anonymous(),
         Err(e) => return http_util::error(&e),
     };
+    let user = match impersonate(api, req.headers(), user) {
+        Ok(user) => user,
+        Err(e) => return http_util::error(&e),
+    };
     tracing::Span::current().record("user", user.name.as_str());
     let attrs = crate::authz::Attributes {
         user: &user,
@@ -148,6 +152,117 @@ async fn handle(
         warnings: Default::default(),
     };
     rest::serve(call).await
+}
+
+/// Impersonation (`Impersonate-User`, `Impersonate-Group`,
+/// `Impersonate-Uid`, `Impersonate-Extra-<key>`), as upstream: the
+/// authenticated user needs the `impersonate` verb on each users, groups,
+/// uids and userextras/<key> it asks for; the request then runs as the
+/// impersonated user.
+fn impersonate(api: &Api, headers: &http::HeaderMap, user: User) -> Result<User, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    };
+    let names = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let uids = values("impersonate-uid");
+    let extras: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str().strip_prefix("impersonate-extra-")?;
+            Some((percent_decode_key(key), v.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    if names.is_empty() {
+        if groups.is_empty() && uids.is_empty() && extras.is_empty() {
+            return Ok(user);
+        }
+        return Err(ApiError::bad_request(
+            "requested impersonation without a user: Impersonate-User is required",
+        ));
+    }
+    let check = |resource: &str, subresource: Option<&str>, name: &str| -> Result<(), ApiError> {
+        let attrs = crate::authz::Attributes {
+            user: &user,
+            verb: "impersonate",
+            resource_request: true,
+            api_group: if resource == "users" || resource == "groups" {
+                ""
+            } else {
+                "authentication.k8s.io"
+            },
+            namespace: None,
+            resource,
+            subresource,
+            name: Some(name),
+            path: "",
+        };
+        match crate::authz::authorize(api, &attrs) {
+            crate::authz::Decision::Allow => Ok(()),
+            crate::authz::Decision::Deny(reason) => Err(crate::authz::forbidden(&attrs, &reason)),
+        }
+    };
+    let name = &names[0];
+    // A service account is impersonated through the serviceaccounts resource.
+    match name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((ns, sa)) => {
+            let attrs = crate::authz::Attributes {
+                user: &user,
+                verb: "impersonate",
+                resource_request: true,
+                api_group: "",
+                namespace: Some(ns),
+                resource: "serviceaccounts",
+                subresource: None,
+                name: Some(sa),
+                path: "",
+            };
+            if let crate::authz::Decision::Deny(reason) = crate::authz::authorize(api, &attrs) {
+                return Err(crate::authz::forbidden(&attrs, &reason));
+            }
+        }
+        None => check("users", None, name)?,
+    }
+    for g in &groups {
+        check("groups", None, g)?;
+    }
+    for u in &uids {
+        check("uids", None, u)?;
+    }
+    let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (k, v) in extras {
+        check("userextras", Some(&k), &v)?;
+        extra.entry(k).or_default().push(v);
+    }
+    let mut impersonated_groups = groups;
+    if name != "system:anonymous"
+        && !impersonated_groups
+            .iter()
+            .any(|g| g == "system:authenticated")
+    {
+        impersonated_groups.push("system:authenticated".into());
+    }
+    Ok(User {
+        name: name.clone(),
+        uid: uids.into_iter().next().unwrap_or_default(),
+        groups: impersonated_groups,
+        extra,
+    })
+}
+
+/// Header names carry extra keys percent-encoded.
+fn percent_decode_key(key: &str) -> String {
+    Query::parse(Some(&format!("k={}", key.replace('+', "%2B"))))
+        .get("k")
+        .unwrap_or(key)
+        .to_owned()
 }
 
 /// The verb of a non-resource request: the method, lower-cased as upstream.

@@ -567,3 +567,43 @@ async fn an_anonymous_client_is_unauthorized_except_for_health() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn impersonation_runs_a_request_as_the_impersonated_user() {
+    let cluster = embedded().await;
+    let as_user = |user: &str| {
+        http::Request::get("/api/v1/namespaces/default/configmaps")
+            .header("impersonate-user", user)
+            .body(Vec::new())
+            .unwrap()
+    };
+    // The admin (system:masters) may impersonate; nobody was granted anything.
+    let refused = cluster
+        .client
+        .request::<serde_json::Value>(as_user("nobody"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&refused), 403);
+    let Error::Api(status) = &refused else {
+        unreachable!()
+    };
+    assert!(
+        status
+            .message
+            .contains("User \"nobody\" cannot list resource \"configmaps\""),
+        "{}",
+        status.message
+    );
+    // Groups without a user are refused.
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("impersonate-group", "system:masters")
+        .body(Vec::new())
+        .unwrap();
+    let refused = cluster
+        .client
+        .request::<serde_json::Value>(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&refused), 400);
+    cluster.stop().await;
+}
