@@ -292,6 +292,46 @@ YAML
     check "delete the CRD" "${k[@]}" delete -f "$work/crd.yaml" --timeout=20s
     expect "its kind is no longer served" "doesn't have a resource type|could not find the requested resource" "${k[@]}" get widgets
 
+    # A service account's token: it can do what its Role allows, and nothing
+    # more; kubectl auth can-i and real requests agree.
+    check "create a namespace for the robot" "${k[@]}" create namespace robots
+    check "create a service account" "${k[@]}" -n robots create serviceaccount robot
+    check "create a Role that reads pods" "${k[@]}" -n robots create role pod-reader --verb=get,list,watch --resource=pods
+    check "bind it to the service account" "${k[@]}" -n robots create rolebinding robot-reads --role=pod-reader --serviceaccount=robots:robot
+    local token
+    token=$("${k[@]}" -n robots create token robot 2>&1)
+    expect "kubectl create token issues a JWT" '^eyJ' echo "$token"
+    # A kubeconfig with the cluster but no client certificate: the token alone.
+    python3 - "$KUBECONFIG" "$work/robot.kubeconfig" "$token" <<'PY'
+import sys
+src, dst, token = sys.argv[1:]
+out, skip = [], False
+for line in open(src):
+    if line.strip().startswith(("client-certificate-data:", "client-key-data:")):
+        continue
+    out.append(line)
+    if line.strip() == "user:":
+        out.append(f"    token: {token}\n")
+open(dst, "w").write("".join(out))
+PY
+    local robot=(kubectl --kubeconfig "$work/robot.kubeconfig")
+    expect "the token authenticates as the service account" 'system:serviceaccount:robots:robot' "${robot[@]}" auth whoami
+    expect "can-i list pods in its namespace: yes" '^yes$' "${robot[@]}" auth can-i list pods -n robots
+    expect "can-i delete pods: no" '^no$' "${robot[@]}" auth can-i delete pods -n robots
+    expect "can-i list pods elsewhere: no" '^no$' "${robot[@]}" auth can-i list pods -n default
+    expect "listing pods in its namespace works" 'No resources found' "${robot[@]}" -n robots get pods
+    expect "listing secrets is refused with 403" 'Forbidden.*cannot list resource "secrets"' "${robot[@]}" -n robots get secrets
+    expect "creating pods is refused with 403" 'Forbidden.*cannot create resource "pods"' "${robot[@]}" -n robots run x --image=skiff/testhost:1
+    expect "impersonation answers for the impersonated user" '^no$' "${k[@]}" auth can-i get secrets -n robots --as system:serviceaccount:robots:robot
+    expect "a tampered token is unauthorized" 'Unauthorized|must be logged in' \
+        kubectl --kubeconfig "$work/robot.kubeconfig" --token "${token}x" get pods -n robots
+
+    # A ResourceQuota refuses the pod over it.
+    check "create a quota of one pod" "${k[@]}" -n robots create quota one-pod --hard=pods=1
+    expect "the first pod is admitted" 'pod/p1 created' "${k[@]}" -n robots run p1 --image=skiff/testhost:1
+    expect "the second pod is refused by the quota" 'exceeded quota: one-pod, requested: pods=1, used: pods=1, limited: pods=1' \
+        "${k[@]}" -n robots run p2 --image=skiff/testhost:1
+
     # The official Python client, against the same server.
     local py
     py=$(python3 "$here/python_client.py" "$KUBECONFIG" 2>&1)

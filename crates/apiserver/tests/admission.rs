@@ -750,3 +750,209 @@ async fn the_quota_status_is_counted_when_a_quota_is_created() {
     );
     c.stop().await;
 }
+
+/// A webhook server on 127.0.0.1 with a certificate from its own CA: it
+/// answers every AdmissionReview with `decide(request)` (the `response`
+/// without its uid). Answers its base URL and the CA, base64.
+async fn webhook_server(
+    decide: impl Fn(&Value) -> Value + Send + Sync + 'static,
+) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let decide = std::sync::Arc::new(decide);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, decide) = (acceptor.clone(), decide.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let decide = decide.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let review: Value = serde_json::from_slice(&body).unwrap();
+                            let mut response = decide(&review["request"]);
+                            response["uid"] = review["request"]["uid"].clone();
+                            let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(
+                                    serde_json::to_vec(&answer).unwrap(),
+                                )),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (
+        format!("https://{addr}"),
+        base64::engine::general_purpose::STANDARD.encode(ca_cert.pem()),
+    )
+}
+
+fn webhook(name: &str, url: &str, ca: &str, failure: &str) -> Value {
+    json!({
+        "name": name,
+        "clientConfig": {"url": url, "caBundle": ca},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}],
+        "failurePolicy": failure,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "objectSelector": {"matchLabels": {"webhooks": "on"}},
+    })
+}
+
+fn labeled_configmap(name: &str) -> Value {
+    json!({"metadata": {"name": name, "labels": {"webhooks": "on"}}, "data": {"k": "v"}})
+}
+
+#[tokio::test]
+async fn admission_webhooks_mutate_and_refuse_over_https() {
+    let c = Cluster::start().await;
+    let (stamper, stamper_ca) = webhook_server(|_| {
+        let patch = json!([{"op": "add", "path": "/metadata/annotations", "value": {"seen": "yes"}}]);
+        json!({
+            "allowed": true,
+            "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&patch).unwrap()),
+            "warnings": ["stamped by the test webhook"],
+        })
+    })
+    .await;
+    let (url, ca) = webhook_server(|request| {
+        let name = request["name"].as_str().unwrap_or("");
+        assert_eq!(request["object"]["metadata"]["annotations"]["seen"], "yes", "validation sees the mutated object");
+        if name.starts_with("bad") {
+            json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "no bad configmaps"}})
+        } else {
+            json!({"allowed": true})
+        }
+    })
+    .await;
+    c.post(
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        json!({"metadata": {"name": "stamp"}, "webhooks": [webhook("stamp.example.com", &format!("{stamper}/mutate"), &stamper_ca, "Fail")]}),
+    )
+    .await
+    .unwrap();
+    c.post(
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+        json!({"metadata": {"name": "policy"}, "webhooks": [webhook("policy.example.com", &format!("{url}/validate"), &ca, "Fail")]}),
+    )
+    .await
+    .unwrap();
+
+    // The configurations reach the watch cache in a moment.
+    let mut stamped = None;
+    for i in 0..100 {
+        let cm = c
+            .post(
+                "/api/v1/namespaces/default/configmaps",
+                labeled_configmap(&format!("good-{i}")),
+            )
+            .await
+            .unwrap();
+        if cm["metadata"]["annotations"]["seen"] == "yes" {
+            stamped = Some(cm);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stamped.is_some(), "the mutating webhook stamps configmaps");
+    let mut refused = None;
+    for i in 0..100 {
+        match c
+            .post(
+                "/api/v1/namespaces/default/configmaps",
+                labeled_configmap(&format!("bad-{i}")),
+            )
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                refused = Some((status(&e), i));
+                break;
+            }
+        }
+    }
+    let ((code, reason, message), i) =
+        refused.expect("the validating webhook refuses bad configmaps");
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "admission webhook \"policy.example.com\" denied the request: no bad configmaps"
+    );
+    let _ = i;
+    // Objects the selectors leave out are not sent.
+    c.post(
+        "/api/v1/namespaces/default/configmaps",
+        json!({"metadata": {"name": "bad-unlabeled"}}),
+    )
+    .await
+    .unwrap();
+
+    // A webhook nobody answers fails the write, unless it may be ignored.
+    let dead = "https://127.0.0.1:1/validate";
+    let mut required = webhook("required.example.com", dead, &ca, "Fail");
+    required["objectSelector"] = json!({"matchLabels": {"dead": "required"}});
+    let ignored = webhook("ignored.example.com", dead, &ca, "Ignore");
+    c.post(
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+        json!({"metadata": {"name": "dead"}, "webhooks": [ignored, required]}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.post(
+        "/api/v1/namespaces/default/configmaps",
+        labeled_configmap("ignored"),
+    )
+    .await
+    .unwrap();
+    let mut cm = labeled_configmap("required");
+    cm["metadata"]["labels"]["dead"] = json!("required");
+    let e = c
+        .post("/api/v1/namespaces/default/configmaps", cm)
+        .await
+        .unwrap_err();
+    let (code, _, message) = status(&e);
+    assert_eq!(code, 500);
+    assert!(
+        message.starts_with("Internal error occurred: failed calling webhook \"required.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/validate?timeout=10s\""),
+        "{message}"
+    );
+    c.stop().await;
+}

@@ -22,6 +22,8 @@
 //! | PersistentVolumeClaimResize | | only expandable claims grow | on |
 //! | RuntimeClass | overhead, scheduling | overhead | on |
 //! | DefaultIngressClass | ingresses' class | | on |
+//! | MutatingAdmissionWebhook | JSONPatch from webhooks | webhooks' verdict | on |
+//! | ValidatingAdmissionWebhook | | webhooks' verdict | on |
 //! | ResourceQuota | | usage charged atomically | on |
 
 mod always_pull_images;
@@ -38,6 +40,7 @@ mod runtime_class;
 pub(crate) mod service_account;
 mod storage;
 mod tolerations;
+mod webhook;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -68,6 +71,8 @@ pub const PLUGINS: &[&str] = &[
     storage::CLAIM_RESIZE,
     runtime_class::NAME,
     ingress_class::NAME,
+    webhook::MUTATING,
+    webhook::VALIDATING,
     quota::NAME,
 ];
 
@@ -253,6 +258,9 @@ pub async fn mutate(
     if req.enabled(ingress_class::NAME) {
         ingress_class::admit(req, obj);
     }
+    if req.enabled(webhook::MUTATING) {
+        webhook::mutate(req, obj, old).await?;
+    }
     if req.enabled(quota::NAME) {
         quota::admit_quota_object(req, obj).await?;
     }
@@ -282,6 +290,9 @@ pub async fn validate(req: &Request<'_>, obj: &Value, old: Option<&Value>) -> Re
     if req.enabled(runtime_class::NAME) {
         runtime_class::validate(req, obj).await?;
     }
+    if req.enabled(webhook::VALIDATING) {
+        webhook::validate(req, Some(obj), old).await?;
+    }
     // Last, as upstream: only a write every other plugin accepted is charged.
     if req.enabled(quota::NAME) {
         quota::validate(req, obj, old).await?;
@@ -294,6 +305,9 @@ pub async fn validate(req: &Request<'_>, obj: &Value, old: Option<&Value>) -> Re
 pub async fn validate_delete(req: &Request<'_>, current: &Value) -> Result<(), ApiError> {
     if req.enabled(node_restriction::NAME) {
         node_restriction::validate_delete(req, current)?;
+    }
+    if req.enabled(webhook::MUTATING) || req.enabled(webhook::VALIDATING) {
+        webhook::validate_delete(req, current).await?;
     }
     Ok(())
 }
