@@ -712,7 +712,8 @@ pub(crate) fn now_rfc3339() -> String {
         .to_string()
 }
 
-fn new_uid() -> String {
+/// A random (version 4) UUID, as upstream's object uids.
+pub(crate) fn new_uid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

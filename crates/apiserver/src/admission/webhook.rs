@@ -293,7 +293,7 @@ async fn call(
         Ok(e) => e,
         Err(why) => return failed(why),
     };
-    let uid = new_uid();
+    let uid = crate::rest::new_uid();
     let review = review(req, version, &uid, obj, old);
     let answer = tokio::time::timeout(
         Duration::from_secs(timeout),
@@ -627,19 +627,6 @@ async fn post(endpoint: &Endpoint, ca_bundle: &Value, body: Vec<u8>) -> Result<B
         return Err(format!("the server responded with {status}"));
     }
     Ok(body)
-}
-
-fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 #[cfg(test)]

@@ -750,7 +750,7 @@ pub(crate) async fn token_request(call: &Call<'_>) -> Result<Response<Body>, Api
         exp: Some(issued + lifetime),
         iat: Some(issued),
         iss: sa_issuer.issuer().to_owned(),
-        jti: Some(new_uuid()),
+        jti: Some(crate::rest::new_uid()),
         kubernetes: Some(kube),
         nbf: Some(issued),
         sub: format!("system:serviceaccount:{namespace}:{name}"),
@@ -777,24 +777,6 @@ fn uid_of(obj: &Value) -> String {
 
 fn rfc3339(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// A random (version 4) UUID, for `jti`.
-fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .expect("the system random source works");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 #[cfg(test)]
