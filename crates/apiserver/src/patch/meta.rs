@@ -89,7 +89,6 @@ pub(crate) enum Zero {
 
 /// The facts about one field, for strategic merge patch, server-side apply
 /// and the OpenAPI documents.
-#[allow(dead_code)] // read by the OpenAPI documents
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FieldMeta {
     /// The type of the field's value.
@@ -178,7 +177,6 @@ impl Ty {
     }
 }
 
-#[allow(dead_code)] // read by the OpenAPI documents
 impl FieldMeta {
     fn of(def: &'static FieldDef) -> Self {
         FieldMeta {
@@ -213,6 +211,7 @@ impl FieldMeta {
 
     /// `x-kubernetes-map-type` (`atomic` or `granular`), for a map or a
     /// struct.
+    #[cfg(test)]
     pub(crate) fn map_type(&self) -> Option<&'static str> {
         match self.ty {
             Ty::Map { atomic, .. } => Some(if *atomic { "atomic" } else { "granular" }),
@@ -227,6 +226,7 @@ impl FieldMeta {
 
     /// The definition name of the field's struct type, or of its elements'
     /// (for a list or map of structs).
+    #[cfg(test)]
     pub(crate) fn definition(&self) -> Option<&'static str> {
         let mut ty = self.ty;
         loop {
@@ -266,7 +266,7 @@ pub(crate) fn root(resource: &ResourceInfo) -> &'static Ty {
 /// e.g. `["spec", "template", "spec", "containers", "ports"]` (list
 /// elements are stepped into implicitly, map keys are path segments). A
 /// field the table does not know answers no strategy and `Ty::Unknown`.
-#[allow(dead_code)] // read by the OpenAPI documents
+#[cfg(test)]
 pub(crate) fn field(resource: &ResourceInfo, path: &[&str]) -> FieldMeta {
     let mut ty = root(resource);
     let mut def = &UNKNOWN_FIELD;
@@ -292,7 +292,6 @@ pub(crate) fn field(resource: &ResourceInfo, path: &[&str]) -> FieldMeta {
 
 /// The patch metadata of field `field` of the struct `definition` (an
 /// OpenAPI definition name), for the OpenAPI documents.
-#[allow(dead_code)] // read by the OpenAPI documents
 pub(crate) fn definition_field(definition: &str, field: &str) -> FieldMeta {
     FieldMeta::of(
         schema()
@@ -304,7 +303,6 @@ pub(crate) fn definition_field(definition: &str, field: &str) -> FieldMeta {
 }
 
 /// Whether the struct `definition` is atomic (`x-kubernetes-map-type: atomic`).
-#[allow(dead_code)] // read by the OpenAPI documents
 pub(crate) fn definition_is_atomic(definition: &str) -> bool {
     schema().types.get(definition).is_some_and(|d| d.atomic)
 }
