@@ -398,6 +398,15 @@ fn list_kind(resource: &ResourceInfo) -> &'static str {
 
 pub(crate) fn render_one(call: &Call<'_>, obj: &Value, code: u16) -> Response<Body> {
     let resource = call.target.resource;
+    let converted;
+    let obj = if crate::crd::needs_version(call.api, resource, obj) {
+        let mut o = obj.clone();
+        o["apiVersion"] = json!(resource.api_version());
+        converted = o;
+        &converted
+    } else {
+        obj
+    };
     match call.output.shape {
         Shape::Object => call.output.encode(code, obj),
         Shape::PartialObjectMetadata => call.output.encode(code, &partial_metadata(obj)),
@@ -428,6 +437,17 @@ fn render_list(
     remaining: Option<Option<i64>>,
 ) -> Response<Body> {
     let resource = call.target.resource;
+    // Custom resources read through a version other than the stored one.
+    let converted: Vec<Arc<CachedObject>>;
+    let objects = if call.api.crds.served(resource).is_some() {
+        converted = objects
+            .iter()
+            .map(|o| crate::crd::in_version(resource, o).map_or_else(|| o.clone(), Arc::new))
+            .collect();
+        &converted[..]
+    } else {
+        objects
+    };
     let mut meta = json!({ "resourceVersion": revision.to_string() });
     if let Some(c) = &continue_value {
         meta["continue"] = json!(c);
@@ -655,10 +675,13 @@ fn check_kind(resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> 
 /// its own metadata).
 fn default(api: &Api, resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     if let Some(served) = api.crds.served(resource) {
-        // A custom resource: its schema prunes unknown fields and defaults.
+        // A custom resource: its schema prunes unknown fields and defaults,
+        // and it is stored at the storage version (served back in whichever
+        // version a client asks for, as upstream's "None" conversion).
         if let Some(schema) = served.schema {
             crate::crd::schema::prune_and_default(obj, &schema);
         }
+        obj["apiVersion"] = json!(format!("{}/{}", resource.group, served.storage_version));
         return Ok(());
     }
     defaults::apply_defaults(resource.group, resource.kind, obj)

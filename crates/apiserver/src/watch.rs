@@ -229,6 +229,12 @@ impl Stream {
         line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
         match self.output.shape {
+            Shape::Object if self.custom_columns.is_some() => {
+                match crate::crd::in_version(self.resource, obj) {
+                    Some(converted) => line.extend_from_slice(&converted.raw),
+                    None => line.extend_from_slice(&obj.raw),
+                }
+            }
             Shape::Object => line.extend_from_slice(&obj.raw),
             Shape::PartialObjectMetadata => {
                 serde_json::to_writer(&mut line, &partial_metadata(&obj.value()))

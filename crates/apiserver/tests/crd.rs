@@ -352,3 +352,62 @@ async fn custom_resources_survive_a_restart() {
     assert_eq!(kept.data["spec"]["color"], json!("red"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_served_version_answers_in_its_own_version() {
+    let (client, server, _dir) = start().await;
+    let mut crd = serde_json::to_value(widgets_crd()).unwrap();
+    let mut beta = crd["spec"]["versions"][0].clone();
+    beta["name"] = json!("v1beta1");
+    beta["storage"] = json!(false);
+    crd["spec"]["versions"].as_array_mut().unwrap().push(beta);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let in_version = |version: &str| {
+        let resource = ApiResource {
+            group: "example.com".into(),
+            version: version.into(),
+            api_version: format!("example.com/{version}"),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+        };
+        Api::<DynamicObject>::namespaced_with(client.clone(), "default", &resource)
+    };
+    let (v1, v1beta1) = (in_version("v1"), in_version("v1beta1"));
+    eventually("both versions are served", || {
+        let (a, b) = (v1.clone(), v1beta1.clone());
+        async move {
+            a.list(&ListParams::default()).await.is_ok()
+                && b.list(&ListParams::default()).await.is_ok()
+        }
+    })
+    .await;
+    let mut body = widget("w", json!({"color": "red"}));
+    body.types.as_mut().unwrap().api_version = "example.com/v1beta1".into();
+    let created = v1beta1.create(&PostParams::default(), &body).await.unwrap();
+    assert_eq!(created.types.unwrap().api_version, "example.com/v1beta1");
+    assert_eq!(
+        v1.get("w").await.unwrap().types.unwrap().api_version,
+        "example.com/v1"
+    );
+    assert_eq!(
+        v1beta1.get("w").await.unwrap().types.unwrap().api_version,
+        "example.com/v1beta1"
+    );
+    let listed = v1beta1.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items[0].types.as_ref().unwrap().api_version,
+        "example.com/v1beta1"
+    );
+    let listed = v1.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items[0].types.as_ref().unwrap().api_version,
+        "example.com/v1"
+    );
+    server.stop().await;
+}

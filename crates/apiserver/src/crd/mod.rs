@@ -24,7 +24,7 @@ use skiff_api_types::registry::{Column, ResourceInfo, SubresourceInfo};
 use tracing::{info, warn};
 
 use crate::Api;
-use crate::cache::EventType;
+use crate::cache::{CachedObject, EventType};
 
 /// The finalizer that holds a deleted CRD until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -427,6 +427,35 @@ pub fn json_path(obj: &Value, path: &str) -> Option<Value> {
                 .join(","),
         )),
     }
+}
+
+/// Whether `obj` is a custom resource stored at another version than the
+/// one `resource` serves (and so needs its apiVersion rewritten).
+pub fn needs_version(api: &Api, resource: &ResourceInfo, obj: &Value) -> bool {
+    api.crds.served(resource).is_some()
+        && obj["apiVersion"].as_str() != Some(resource.api_version().as_str())
+}
+
+/// A cached custom resource as `resource`'s version shows it: `None` when
+/// it is stored at that version, else a copy with the apiVersion rewritten
+/// (upstream's "None" conversion strategy).
+pub fn in_version(resource: &ResourceInfo, obj: &CachedObject) -> Option<CachedObject> {
+    let wanted = resource.api_version();
+    let prefix = format!("{{\"apiVersion\":{}", Value::String(wanted.clone()));
+    if obj.raw.starts_with(prefix.as_bytes()) {
+        return None;
+    }
+    let mut value = obj.value();
+    if value["apiVersion"].as_str() == Some(wanted.as_str()) {
+        return None;
+    }
+    value["apiVersion"] = Value::String(wanted);
+    Some(CachedObject::from_value(
+        resource,
+        obj.key.clone(),
+        &value,
+        obj.revision,
+    ))
 }
 
 /// A table row's cells for a custom resource.
