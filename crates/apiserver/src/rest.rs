@@ -1078,16 +1078,20 @@ fn written_reply(call: &Call<'_>, written: Written) -> Reply {
     }
 }
 
-async fn update(call: &Call<'_>) -> Reply {
-    let t = &call.target;
-    let body = decode_body(call)?;
-    let exists = call
-        .api
+/// Whether the target object is stored (a consistent read).
+async fn exists(api: &Api, t: &Target<'_>) -> Result<bool, ApiError> {
+    Ok(api
         .store
         .get(&t.key())
         .await
         .map_err(store_error)?
-        .is_some();
+        .is_some())
+}
+
+async fn update(call: &Call<'_>) -> Reply {
+    let t = &call.target;
+    let body = decode_body(call)?;
+    let exists = exists(call.api, t).await?;
     if !exists {
         if t.subresource.is_none() && strategy::allows_create_on_update(t.resource) {
             let mut obj = body;
@@ -1193,13 +1197,7 @@ async fn apply(call: &Call<'_>) -> Reply {
         applied["metadata"]["namespace"] = json!(ns);
     }
     let now = now_rfc3339();
-    let exists = call
-        .api
-        .store
-        .get(&t.key())
-        .await
-        .map_err(store_error)?
-        .is_some();
+    let exists = exists(call.api, t).await?;
     if !exists {
         if t.subresource.is_some() {
             return Err(ApiError::not_found(t.gr(), t.name()));

@@ -128,20 +128,27 @@ fn walk_unknown(
 /// Drops the fields the schema does not know, and fills in defaults.
 pub fn prune_and_default(obj: &mut Value, schema: &Value) {
     if let Value::Object(map) = obj {
-        let keys: Vec<String> = map.keys().cloned().collect();
-        for k in keys {
-            if ROOT_FIELDS.contains(&k.as_str()) {
-                continue;
-            }
-            match child(schema, &k) {
-                Some(s) => apply(map.get_mut(&k).expect("present"), s),
-                None if !preserves_unknown(schema) => {
-                    map.remove(&k);
-                }
-                None => {}
-            }
-        }
+        prune_fields(map, schema, true);
         add_defaults(map, schema);
+    }
+}
+
+/// Prunes and defaults each field of an object; with `keep_meta`,
+/// apiVersion, kind and metadata are left alone (the root, an embedded
+/// resource).
+fn prune_fields(map: &mut Map<String, Value>, schema: &Value, keep_meta: bool) {
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        if keep_meta && ROOT_FIELDS.contains(&k.as_str()) {
+            continue;
+        }
+        match child(schema, &k) {
+            Some(s) => apply(map.get_mut(&k).expect("present"), s),
+            None if !preserves_unknown(schema) => {
+                map.remove(&k);
+            }
+            None => {}
+        }
     }
 }
 
@@ -150,19 +157,7 @@ fn apply(v: &mut Value, schema: &Value) {
         Value::Object(map) => {
             if !(preserves_unknown(schema) && schema.get("properties").is_none()) {
                 let embedded = schema["x-kubernetes-embedded-resource"] == Value::Bool(true);
-                let keys: Vec<String> = map.keys().cloned().collect();
-                for k in keys {
-                    if embedded && ROOT_FIELDS.contains(&k.as_str()) {
-                        continue;
-                    }
-                    match child(schema, &k) {
-                        Some(s) => apply(map.get_mut(&k).expect("present"), s),
-                        None if !preserves_unknown(schema) => {
-                            map.remove(&k);
-                        }
-                        None => {}
-                    }
-                }
+                prune_fields(map, schema, embedded);
             }
             add_defaults(map, schema);
         }
