@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down prereqs build test bench lint fmt
+.PHONY: up down prereqs build test bench lint fmt images
 
 ## up: install what is missing, build, and start the API server (the part of
 ## the cluster that exists so far) with its data under .skiff/.
@@ -38,3 +38,8 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## images: the test images (skiff.local/pause:3.10, skiff.local/testhost:1.0)
+## as OCI archives in .skiff/images/, built from scratch with umoci.
+images:
+	scripts/build-images.sh

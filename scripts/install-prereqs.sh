@@ -7,6 +7,12 @@
 #   python3-pip        to install the official Kubernetes Python client, one of
 #                      the real clients the end-to-end tests drive
 #   kubernetes (PyPI)  that client, at the version matching Kubernetes 1.33
+#   containerd, runc   the container runtime the kubelet drives over CRI
+#                      (tests start private instances: scripts/containerd.sh)
+#   containernetworking-plugins  CNI bridge, host-local, portmap (/usr/lib/cni)
+#   iptables, conntrack          for the proxy and CNI
+#   busybox-static, umoci        to build the test images (scripts/build-images.sh)
+#   skopeo, docker-registry      to serve images from a local registry
 set -euo pipefail
 
 python_client() {
@@ -18,7 +24,9 @@ python_client() {
         python3 -m pip install --quiet --break-system-packages 'kubernetes==33.1.0'
 }
 
-packages=(protobuf-compiler etcd-server)
+packages=(protobuf-compiler etcd-server
+    containerd runc containernetworking-plugins iptables conntrack
+    busybox-static umoci skopeo docker-registry)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 
 missing=()
