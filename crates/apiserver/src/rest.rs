@@ -708,6 +708,7 @@ fn validate(
     if let Some(schema) = api.crds.served(resource).and_then(|s| s.schema) {
         errors.extend(crate::crd::schema::validate(obj, &schema));
     }
+    errors.extend(crate::admission::expression_errors(resource, obj));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -1327,7 +1328,8 @@ async fn delete_one(call: &Call<'_>, t: &Target<'_>, options: &DeleteOptions) ->
             t.resource,
             None,
             dry,
-        );
+        )
+        .with_warnings(&call.warnings);
         crate::admission::validate_delete(&admission, &current).await?;
         let mut new = current.clone();
         let mut finalizers: Vec<Value> = meta["finalizers"].as_array().cloned().unwrap_or_default();

@@ -23,16 +23,19 @@
 //! | RuntimeClass | overhead, scheduling | overhead | on |
 //! | DefaultIngressClass | ingresses' class | | on |
 //! | MutatingAdmissionWebhook | JSONPatch from webhooks | webhooks' verdict | on |
+//! | ValidatingAdmissionPolicy | | CEL policies' verdict | on |
 //! | ValidatingAdmissionWebhook | | webhooks' verdict | on |
 //! | ResourceQuota | | usage charged atomically | on |
 
 mod always_pull_images;
+mod expressions;
 mod ingress_class;
 mod limit_ranger;
 mod lookup;
 mod node_restriction;
 mod node_taints;
 mod pod_security;
+mod policy;
 mod priority;
 mod quota;
 mod resources;
@@ -72,6 +75,7 @@ pub const PLUGINS: &[&str] = &[
     runtime_class::NAME,
     ingress_class::NAME,
     webhook::MUTATING,
+    policy::NAME,
     webhook::VALIDATING,
     quota::NAME,
 ];
@@ -290,6 +294,9 @@ pub async fn validate(req: &Request<'_>, obj: &Value, old: Option<&Value>) -> Re
     if req.enabled(runtime_class::NAME) {
         runtime_class::validate(req, obj).await?;
     }
+    if req.enabled(policy::NAME) {
+        policy::validate(req, Some(obj), old).await?;
+    }
     if req.enabled(webhook::VALIDATING) {
         webhook::validate(req, Some(obj), old).await?;
     }
@@ -306,10 +313,25 @@ pub async fn validate_delete(req: &Request<'_>, current: &Value) -> Result<(), A
     if req.enabled(node_restriction::NAME) {
         node_restriction::validate_delete(req, current)?;
     }
-    if req.enabled(webhook::MUTATING) || req.enabled(webhook::VALIDATING) {
-        webhook::validate_delete(req, current).await?;
+    if req.enabled(webhook::MUTATING) {
+        webhook::mutate_delete(req, current).await?;
+    }
+    if req.enabled(policy::NAME) {
+        policy::validate(req, None, Some(current)).await?;
+    }
+    if req.enabled(webhook::VALIDATING) {
+        webhook::validate(req, None, Some(current)).await?;
     }
     Ok(())
+}
+
+/// The checks of objects' validation that need CEL (policies' and
+/// webhooks' expressions must compile): their field errors.
+pub(crate) fn expression_errors(
+    resource: &ResourceInfo,
+    obj: &Value,
+) -> Vec<skiff_api_types::validation::FieldError> {
+    policy::field_errors(resource, obj)
 }
 
 /// An object is gone from the store: what it used of its namespace's quotas

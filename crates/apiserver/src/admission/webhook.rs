@@ -9,9 +9,13 @@
 //! `failurePolicy` is Ignore. Writes to webhook configurations themselves
 //! are never sent to webhooks (so a broken webhook cannot lock them).
 //!
-//! Not done: `matchConditions` (CEL; webhooks with them are called as if
-//! they matched), `reinvocationPolicy: IfNeeded`, `matchPolicy: Equivalent`
-//! across versions, and client certificates for the server's own identity.
+//! A webhook's `matchConditions` (CEL, see [`super::expressions`]) must all
+//! be true for it to be called; one that fails to evaluate refuses the write
+//! (403) unless the webhook's `failurePolicy` is Ignore, which skips it.
+//!
+//! Not done: the `authorizer` variable of matchConditions,
+//! `reinvocationPolicy: IfNeeded`, `matchPolicy: Equivalent` across
+//! versions, and client certificates for the server's own identity.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use skiff_api_types::selector::LabelSelector;
 
+use super::expressions::{self, Inputs};
 use super::{Operation, Request, lookup, namespace_of};
 use crate::status::ApiError;
 
@@ -69,7 +74,7 @@ fn operation_name(op: Operation) -> &'static str {
 }
 
 /// Writes to the webhook and policy configurations are exempt.
-fn exempt(req: &Request<'_>) -> bool {
+pub(super) fn exempt(req: &Request<'_>) -> bool {
     req.resource.group == "admissionregistration.k8s.io"
 }
 
@@ -83,7 +88,7 @@ pub async fn mutate(
     if exempt(req) {
         return Ok(());
     }
-    for hook in webhooks(req, Kind::Mutating, Some(&*obj), old) {
+    for hook in webhooks(req, Kind::Mutating, Some(&*obj), old)? {
         let review = call(req, &hook, Some(&*obj), old).await?;
         let Some(review) = review else { continue };
         let response = &review["response"];
@@ -106,7 +111,7 @@ pub async fn validate(
     if exempt(req) {
         return Ok(());
     }
-    let hooks = webhooks(req, Kind::Validating, obj, old);
+    let hooks = webhooks(req, Kind::Validating, obj, old)?;
     let calls = hooks.iter().map(|hook| call(req, hook, obj, old));
     for result in futures::future::join_all(calls).await {
         result?;
@@ -114,16 +119,17 @@ pub async fn validate(
     Ok(())
 }
 
-/// A deletion: mutating then validating webhooks that match DELETE see the
-/// object as stored (`oldObject`); only their verdict counts.
-pub async fn validate_delete(req: &Request<'_>, current: &Value) -> Result<(), ApiError> {
+/// A deletion: the mutating webhooks that match DELETE see the object as
+/// stored (`oldObject`); only their verdict counts. (The validating ones are
+/// [`validate`] with no object.)
+pub async fn mutate_delete(req: &Request<'_>, current: &Value) -> Result<(), ApiError> {
     if exempt(req) {
         return Ok(());
     }
-    for hook in webhooks(req, Kind::Mutating, None, Some(current)) {
+    for hook in webhooks(req, Kind::Mutating, None, Some(current))? {
         call(req, &hook, None, Some(current)).await?;
     }
-    validate(req, None, Some(current)).await
+    Ok(())
 }
 
 /// A webhook as configured.
@@ -132,8 +138,14 @@ struct Hook {
     config: Value,
 }
 
-/// The webhooks of `kind` that match this write.
-fn webhooks(req: &Request<'_>, kind: Kind, obj: Option<&Value>, old: Option<&Value>) -> Vec<Hook> {
+/// The webhooks of `kind` that match this write: their rules and
+/// selectors, then their matchConditions.
+fn webhooks(
+    req: &Request<'_>,
+    kind: Kind,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Vec<Hook>, ApiError> {
     let plural = match kind {
         Kind::Mutating => "mutatingwebhookconfigurations",
         Kind::Validating => "validatingwebhookconfigurations",
@@ -144,26 +156,53 @@ fn webhooks(req: &Request<'_>, kind: Kind, obj: Option<&Value>, old: Option<&Val
         None,
     );
     if configs.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let namespace_labels = namespace_labels(req, obj.or(old));
+    let mut inputs: Option<Inputs> = None;
     let mut hooks = Vec::new();
     for config in configs {
         for hook in config["webhooks"].as_array().into_iter().flatten() {
-            if matches(req, hook, namespace_labels.as_ref(), obj, old) {
-                hooks.push(Hook {
-                    name: hook["name"].as_str().unwrap_or("").to_owned(),
-                    config: hook.clone(),
-                });
+            if !matches(req, hook, namespace_labels.as_ref(), obj, old) {
+                continue;
             }
+            let name = hook["name"].as_str().unwrap_or("").to_owned();
+            if let Some(conditions) = hook["matchConditions"].as_array()
+                && !conditions.is_empty()
+            {
+                let inputs = inputs.get_or_insert_with(|| {
+                    Inputs::new(obj, old, &expressions::request(req, obj, old), None)
+                });
+                let params = cel::common::types::CelNull;
+                match expressions::conditions_match(conditions, inputs, &params, None) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(why) if hook["failurePolicy"] == "Ignore" => {
+                        tracing::warn!(webhook = %name, error = %why, "ignoring a webhook whose matchConditions failed");
+                        continue;
+                    }
+                    Err(why) => {
+                        let subject = obj.or(old).unwrap_or(&Value::Null);
+                        let object_name = subject["metadata"]["name"].as_str().unwrap_or("");
+                        return Err(ApiError::forbidden(req.gr(), object_name, &why));
+                    }
+                }
+            }
+            hooks.push(Hook {
+                name,
+                config: hook.clone(),
+            });
         }
     }
-    hooks
+    Ok(hooks)
 }
 
 /// The labels namespace selectors look at: the namespace's, or a
 /// Namespace's own; `None` for other cluster-scoped objects (always match).
-fn namespace_labels(req: &Request<'_>, obj: Option<&Value>) -> Option<BTreeMap<String, String>> {
+pub(super) fn namespace_labels(
+    req: &Request<'_>,
+    obj: Option<&Value>,
+) -> Option<BTreeMap<String, String>> {
     let obj = obj?;
     if req.is("", "namespaces") {
         return Some(crate::cache::labels_of(obj));
@@ -183,7 +222,9 @@ fn namespace_labels(req: &Request<'_>, obj: Option<&Value>) -> Option<BTreeMap<S
     )
 }
 
-fn selector(v: &Value) -> LabelSelector {
+/// A label selector as configured; none selects everything, a malformed
+/// one nothing.
+pub(super) fn selector(v: &Value) -> LabelSelector {
     if v.is_null() {
         return LabelSelector::everything();
     }
@@ -220,7 +261,7 @@ fn matches(
 }
 
 /// Upstream's rules.Matcher.
-fn rule_matches(req: &Request<'_>, rule: &Value) -> bool {
+pub(super) fn rule_matches(req: &Request<'_>, rule: &Value) -> bool {
     let has = |field: &str, want: &str| {
         rule[field]
             .as_array()
