@@ -33,13 +33,15 @@ const KUBELET_LABELS: &[&str] = &[
 ];
 const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
 
-/// The node a user is, if it is one: `Some("")` for a member of
-/// `system:nodes` whose name does not say which node.
+/// The node a user is, if it is one (upstream's NodeIdentity, as the Node
+/// authorizer reads it): a user `system:node:<name>` in `system:nodes`;
+/// `Some("")` for `system:node:` itself. Other members of `system:nodes` are
+/// not nodes.
 fn node_of(user: &User) -> Option<&str> {
     if !user.groups.iter().any(|g| g == NODES_GROUP) {
         return None;
     }
-    Some(user.name.strip_prefix(NODE_PREFIX).unwrap_or(""))
+    user.name.strip_prefix(NODE_PREFIX)
 }
 
 fn operation(op: Operation) -> &'static str {
@@ -403,7 +405,8 @@ mod tests {
             node_of(&user("system:node:n1", &["system:authenticated"])),
             None
         );
-        assert_eq!(node_of(&user("kubelet", &["system:nodes"])), Some(""));
+        assert_eq!(node_of(&user("system:node:", &["system:nodes"])), Some(""));
+        assert_eq!(node_of(&user("kubelet", &["system:nodes"])), None);
     }
 
     #[test]

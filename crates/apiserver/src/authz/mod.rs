@@ -1,5 +1,9 @@
-//! Authorization: what a user may do, by RBAC (upstream's
-//! plugin/pkg/auth/authorizer/rbac).
+//! Authorization: what a user may do, decided as upstream's
+//! `--authorization-mode=Node,RBAC`: members of `system:masters` may do
+//! anything; a kubelet's requests go to the [`node`] authorizer first
+//! (upstream's plugin/pkg/auth/authorizer/node), which allows what a node
+//! needs for the pods bound to it and has no opinion on the rest; then RBAC
+//! (upstream's plugin/pkg/auth/authorizer/rbac) decides.
 //!
 //! ClusterRoleBindings grant their ClusterRole's rules everywhere;
 //! RoleBindings grant a Role's or a ClusterRole's rules in their namespace.
@@ -15,6 +19,7 @@
 pub(crate) mod aggregation;
 mod escalation;
 pub(crate) mod index;
+pub(crate) mod node;
 pub(crate) mod policy;
 pub(crate) mod rules;
 
@@ -63,21 +68,28 @@ fn privileged(user: &User) -> bool {
     user.groups.iter().any(|g| g == PRIVILEGED_GROUP)
 }
 
-/// Decides a request: members of `system:masters` may do anything, others
-/// what RBAC grants them. Anonymous requests are decided like any other:
-/// `system:anonymous` in `system:unauthenticated` gets what is bound to them
-/// (by default `system:public-info-viewer`: health and version).
+/// Decides a request: members of `system:masters` may do anything, nodes
+/// what the Node authorizer allows them, everyone what RBAC grants them.
+/// Anonymous requests are decided like any other: `system:anonymous` in
+/// `system:unauthenticated` gets what is bound to them (by default
+/// `system:public-info-viewer`: health and version).
 pub fn authorize(api: &Api, attrs: &Attributes<'_>) -> Decision {
     if privileged(attrs.user) {
         return Decision::Allow;
     }
+    let node_reason = match node::authorize(api, attrs) {
+        node::Opinion::Allow => return Decision::Allow,
+        node::Opinion::NoOpinion(reason) => reason,
+    };
     match api.rbac.index(&api.cache).allowed_by(attrs) {
         Ok(_) => Decision::Allow,
-        Err(errors) => Decision::Deny(index::denial_reason(&errors)),
+        Err(errors) => Decision::Deny(join_reasons(node_reason, index::denial_reason(&errors))),
     }
 }
 
-/// Decides a request and says why, as a SubjectAccessReview answers.
+/// Decides a request and says why, as a SubjectAccessReview answers: the
+/// Node authorizer allows without a reason, RBAC says which binding allows;
+/// a denial gives every authorizer's reason.
 pub(crate) fn review(api: &Api, attrs: &Attributes<'_>) -> index::Verdict {
     if privileged(attrs.user) {
         return index::Verdict {
@@ -85,12 +97,36 @@ pub(crate) fn review(api: &Api, attrs: &Attributes<'_>) -> index::Verdict {
             reason: String::new(),
         };
     }
-    api.rbac.index(&api.cache).decide(attrs)
+    let node_reason = match node::authorize(api, attrs) {
+        node::Opinion::Allow => {
+            return index::Verdict {
+                allowed: true,
+                reason: String::new(),
+            };
+        }
+        node::Opinion::NoOpinion(reason) => reason,
+    };
+    let mut verdict = api.rbac.index(&api.cache).decide(attrs);
+    if !verdict.allowed {
+        verdict.reason = join_reasons(node_reason, verdict.reason);
+    }
+    verdict
 }
 
-/// The RBAC index and what keeps it current.
+/// The reasons of the authorizers that had no opinion, one a line, as
+/// upstream's union authorizer joins them.
+fn join_reasons(first: String, second: String) -> String {
+    match (first.is_empty(), second.is_empty()) {
+        (_, true) => first,
+        (true, false) => second,
+        (false, false) => format!("{first}\n{second}"),
+    }
+}
+
+/// What the authorizers keep current with the watch cache: the RBAC index,
+/// and the Node authorizer's pods by node ([`node::PodsByNode`]).
 ///
-/// The index is rebuilt lazily: each decision compares the cache's revision
+/// The RBAC index is rebuilt lazily: each decision compares the cache's revision
 /// with the one the index is known to be current at; when the cache has
 /// moved on, it drains the cache's event streams of the four RBAC resources
 /// (the cache sends an event before it advances its revision, so every event
@@ -101,6 +137,8 @@ pub(crate) struct Rbac {
     /// The cache revision up to which `index` reflects every RBAC object.
     current_at: AtomicI64,
     follow: Mutex<Vec<Follower>>,
+    /// Which pods are bound to which node, for the Node authorizer.
+    nodes: node::PodsByNode,
 }
 
 struct Follower {
@@ -122,6 +160,7 @@ impl Default for Rbac {
                     })
                     .collect(),
             ),
+            nodes: node::PodsByNode::default(),
         }
     }
 }

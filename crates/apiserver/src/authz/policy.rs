@@ -6,16 +6,23 @@
 //! selectors, subjects, labels and annotations added back (what a user added
 //! stays); a binding whose roleRef changed is recreated.
 //!
-//! Where Skiff departs from upstream (it has no Node authorizer and its
-//! controller manager runs under one identity):
-//! - `system:node` is bound to the group `system:nodes` (upstream leaves the
-//!   binding without subjects and lets the Node authorizer decide);
+//! As upstream, the `system:node` ClusterRoleBinding has no subjects: what
+//! kubelets (group `system:nodes`) may do is decided by the Node authorizer
+//! ([`super::node`]), which grants the `system:node` rules narrowed to each
+//! node's own objects. Through RBAC, nodes get only what every authenticated
+//! user gets, and certificate rotation (below).
+//!
+//! Where Skiff departs from upstream (its controller manager runs under one
+//! identity, and it sets up TLS bootstrap as kubeadm does):
 //! - every `system:controller:*` ClusterRole is bound to the user
 //!   `system:kube-controller-manager` as well as to the controller's service
 //!   account in `kube-system`;
 //! - the bindings kubeadm adds for TLS bootstrap exist from the start, named
 //!   `skiff:*`: `system:node-bootstrapper` and CSR auto-approval to
-//!   `system:bootstrappers`, certificate rotation to `system:nodes`.
+//!   `system:bootstrappers`, certificate rotation to `system:nodes`;
+//! - reconciling removes the group `system:nodes` from the `system:node`
+//!   binding, where earlier Skiff versions put it (upstream keeps subjects a
+//!   user added; this one would let every node read every secret).
 
 use std::collections::BTreeMap;
 
@@ -301,7 +308,7 @@ fn roles() -> Vec<Role> {
                 ],
             )],
         ),
-        cluster_role("system:node", node()),
+        cluster_role("system:node", node_rules()),
         cluster_role(
             "system:node-bootstrapper",
             vec![rule(
@@ -623,8 +630,9 @@ fn kube_scheduler() -> Vec<PolicyRule> {
     ]
 }
 
-/// Upstream's NodeRules.
-fn node() -> Vec<PolicyRule> {
+/// Upstream's NodeRules: the `system:node` ClusterRole's rules, and what the
+/// Node authorizer allows any node beyond the objects it relates to nodes.
+pub(crate) fn node_rules() -> Vec<PolicyRule> {
     vec![
         rule(&["create"], &[AUTHENTICATION], &["tokenreviews"]),
         rule(
@@ -1337,7 +1345,8 @@ fn bindings() -> Vec<Binding> {
             "system:volume-scheduler",
             vec![User("system:kube-scheduler")],
         ),
-        same("system:node", vec![Group("system:nodes")]),
+        // No subjects: the Node authorizer decides for nodes.
+        same("system:node", vec![]),
         same(
             "system:service-account-issuer-discovery",
             vec![Group("system:serviceaccounts")],
@@ -1480,15 +1489,23 @@ impl Binding {
         } else {
             "ClusterRoleBinding"
         };
-        json!({
+        let mut obj = json!({
             "apiVersion": format!("{GROUP}/v1"),
             "kind": kind,
             "metadata": metadata(&self.name, self.namespace, &[]),
             "roleRef": {"apiGroup": GROUP, "kind": self.role_kind, "name": self.role},
-            "subjects": self.subjects.iter().map(Subject::to_value).collect::<Vec<_>>(),
-        })
+        });
+        // A binding without subjects has none in its JSON, as upstream's.
+        if !self.subjects.is_empty() {
+            obj["subjects"] = self.subjects.iter().map(Subject::to_value).collect();
+        }
+        obj
     }
 }
+
+/// Subjects earlier Skiff versions put on default ClusterRoleBindings and
+/// upstream does not, removed when reconciling: (binding, kind, name).
+const RETIRED_SUBJECTS: &[(&str, &str, &str)] = &[("system:node", "Group", "system:nodes")];
 
 /// Every object of the default policy, roles before bindings.
 pub(crate) fn objects() -> Vec<(&'static ResourceInfo, Value)> {
@@ -1681,7 +1698,7 @@ fn reconcile_role(existing: &Value, expected: &Value) -> Value {
 }
 
 /// Upstream's computeReconciledRoleBinding (union mode): missing subjects
-/// added.
+/// added; and Skiff's [`RETIRED_SUBJECTS`] removed.
 fn reconcile_binding(existing: &Value, expected: &Value) -> Value {
     let mut out = existing.clone();
     merge_metadata(&mut out, expected);
@@ -1692,15 +1709,28 @@ fn reconcile_binding(existing: &Value, expected: &Value) -> Value {
             s["namespace"].as_str().unwrap_or("").to_owned(),
         )
     };
-    let mut subjects: Vec<Value> = out["subjects"].as_array().cloned().unwrap_or_default();
-    let before = subjects.len();
+    let before: Vec<Value> = out["subjects"].as_array().cloned().unwrap_or_default();
+    let mut subjects = before.clone();
     for s in expected["subjects"].as_array().into_iter().flatten() {
         if !subjects.iter().any(|have| key(have) == key(s)) {
             subjects.push(s.clone());
         }
     }
-    if subjects.len() != before {
-        out["subjects"] = Value::Array(subjects);
+    if expected["kind"] == "ClusterRoleBinding" {
+        let binding = expected["metadata"]["name"].as_str().unwrap_or("");
+        subjects.retain(|s| {
+            !RETIRED_SUBJECTS
+                .iter()
+                .any(|&(b, kind, name)| b == binding && s["kind"] == kind && s["name"] == name)
+        });
+    }
+    if subjects != before {
+        match out.as_object_mut() {
+            Some(obj) if subjects.is_empty() => {
+                obj.remove("subjects");
+            }
+            _ => out["subjects"] = Value::Array(subjects),
+        }
     }
     out
 }
@@ -1828,5 +1858,33 @@ mod tests {
             .map(|s| s["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["u", "extra", "g"]);
+    }
+
+    #[test]
+    fn nodes_are_not_bound_to_system_node_and_an_old_binding_loses_them() {
+        let expected = objects()
+            .into_iter()
+            .find(|(r, o)| {
+                r.plural == "clusterrolebindings" && o["metadata"]["name"] == "system:node"
+            })
+            .map(|(_, o)| o)
+            .expect("the system:node binding");
+        assert!(expected.get("subjects").is_none(), "{expected}");
+        assert_eq!(expected["roleRef"]["name"], "system:node");
+        let mut old = expected.clone();
+        old["subjects"] = json!([{"apiGroup": GROUP, "kind": "Group", "name": "system:nodes"}]);
+        let out = reconcile_binding(&old, &expected);
+        assert!(out.get("subjects").is_none(), "{out}");
+        assert_eq!(reconcile_binding(&out, &expected), out);
+        // What a user added stays.
+        old["subjects"] = json!([
+            {"apiGroup": GROUP, "kind": "Group", "name": "system:nodes"},
+            {"apiGroup": GROUP, "kind": "User", "name": "system:node:special"},
+        ]);
+        let out = reconcile_binding(&old, &expected);
+        assert_eq!(
+            out["subjects"],
+            json!([{"apiGroup": GROUP, "kind": "User", "name": "system:node:special"}])
+        );
     }
 }
