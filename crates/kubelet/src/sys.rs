@@ -1,0 +1,83 @@
+//! Small facts about the host the standard library does not give.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::Path;
+
+/// The address of the interface the default route leaves by, found by
+/// "connecting" a UDP socket (no packet is sent); loopback without a route.
+pub fn default_ip() -> IpAddr {
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Lowers the kubelet's OOM score as upstream does (-999). Machines whose root
+/// lacks CAP_SYS_RESOURCE refuse that; it is only worth a warning.
+pub fn set_own_oom_score() {
+    if let Err(err) = std::fs::write("/proc/self/oom_score_adj", "-999") {
+        tracing::warn!("could not set the kubelet's oom_score_adj to -999: {err}");
+    }
+}
+
+/// Total and available bytes of the filesystem holding `path`.
+pub fn filesystem_bytes(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes into the zeroed struct we own, and c_path is
+    // a valid NUL-terminated string for the duration of the call.
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        stat
+    };
+    let block = stat.f_frsize as u64;
+    Some((stat.f_blocks as u64 * block, stat.f_bavail as u64 * block))
+}
+
+/// Total memory and memory available, in bytes, from /proc/meminfo.
+pub fn memory_bytes() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// Logical CPUs the kubelet may use.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The kernel release (`uname -r`), OS image and machine id for nodeInfo.
+pub fn node_info_facts() -> (String, String, String, String) {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_string();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
+    (kernel, os_image, machine_id, boot_id)
+}
+
+/// Resident memory of this process in bytes (for `/metrics`).
+pub fn own_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
