@@ -22,6 +22,7 @@ mod discovery;
 #[cfg(test)]
 mod fuzz_tests;
 mod http_util;
+mod kubelet_proxy;
 mod metrics;
 mod openapi;
 mod patch;
@@ -39,6 +40,7 @@ mod watch;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use skiff_store::Store;
 use tokio::sync::oneshot;
@@ -76,6 +78,20 @@ pub struct Config {
     pub authn: AuthnConfig,
     /// `--enable-admission-plugins` / `--disable-admission-plugins`.
     pub admission: AdmissionConfig,
+    /// `--kubelet-client-certificate` / `--kubelet-client-key`: the client
+    /// certificate presented to kubelets (default: the generated
+    /// `pki/apiserver-kubelet-client.{crt,key}`, user
+    /// `kube-apiserver-kubelet-client`).
+    pub kubelet_client_certificate: Option<PathBuf>,
+    pub kubelet_client_key: Option<PathBuf>,
+    /// `--kubelet-certificate-authority`: the CA kubelets' serving
+    /// certificates are verified against (default: none, not verified).
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// `--kubelet-preferred-address-types`: which Node address to reach a
+    /// kubelet at, in order.
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// `--kubelet-timeout`: for connecting to a kubelet.
+    pub kubelet_timeout: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +108,13 @@ impl Default for Config {
             client_ca_file: None,
             authn: AuthnConfig::default(),
             admission: AdmissionConfig::default(),
+            kubelet_client_certificate: None,
+            kubelet_client_key: None,
+            kubelet_certificate_authority: None,
+            kubelet_preferred_address_types: ["InternalIP", "ExternalIP", "Hostname"]
+                .map(String::from)
+                .to_vec(),
+            kubelet_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -125,6 +148,8 @@ pub enum StartError {
     Admission(String),
     #[error("creating the bootstrap objects: {0}")]
     Bootstrap(String),
+    #[error("configuring the kubelet client")]
+    KubeletClient(#[from] kubelet_proxy::KubeletClientError),
 }
 
 /// What every request handler shares.
@@ -143,6 +168,8 @@ pub(crate) struct Api {
     pub crds: Arc<crd::Crds>,
     /// The admission chain and its state (quota queues).
     pub admission: admission::Admission,
+    /// How to reach kubelets (logs, exec, attach, port-forward, node proxy).
+    pub kubelet: kubelet_proxy::KubeletClient,
 }
 
 impl Api {
@@ -246,6 +273,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => generated.ca_cert_pem.clone(),
     };
     let tls = server::tls_config(&cert, &key, &client_ca)?;
+    let (kubelet_cert, kubelet_key) = match (
+        &config.kubelet_client_certificate,
+        &config.kubelet_client_key,
+    ) {
+        (Some(c), Some(k)) => (read(c)?, read(k)?),
+        _ => (
+            generated.kubelet_client_cert_pem.clone(),
+            generated.kubelet_client_key_pem.clone(),
+        ),
+    };
+    let kubelet_ca = config
+        .kubelet_certificate_authority
+        .as_ref()
+        .map(read)
+        .transpose()?;
+    let kubelet = kubelet_proxy::KubeletClient::new(
+        &kubelet_cert,
+        &kubelet_key,
+        kubelet_ca.as_deref(),
+        config.kubelet_preferred_address_types.clone(),
+        config.kubelet_timeout,
+    )?;
 
     let crds = Arc::new(crd::Crds::default());
     let cache = cache::Cache::start(
@@ -268,6 +317,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rbac: authz::Rbac::default(),
         admission: chain,
         crds,
+        kubelet,
     });
     bootstrap::ensure(&api, service_ip, advertise, addr.port())
         .await

@@ -73,6 +73,27 @@ struct Options {
     /// Default admission plugins not to run (comma-separated).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// The client certificate presented to kubelets (default: the generated
+    /// pki/apiserver-kubelet-client.crt, user kube-apiserver-kubelet-client).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// The private key of --kubelet-client-certificate.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The CA that kubelets' serving certificates are verified against
+    /// (default: not verified).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// Which Node address types to reach kubelets at, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "InternalIP,ExternalIP,Hostname"
+    )]
+    kubelet_preferred_address_types: Vec<String>,
+    /// How long connecting to a kubelet may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    kubelet_timeout: std::time::Duration,
 }
 
 /// A Go duration such as `1h30m`, `90s` or `24h`.
@@ -139,6 +160,11 @@ async fn main() -> anyhow::Result<()> {
             enable_plugins: o.enable_admission_plugins,
             disable_plugins: o.disable_admission_plugins,
         },
+        kubelet_client_certificate: o.kubelet_client_certificate,
+        kubelet_client_key: o.kubelet_client_key,
+        kubelet_certificate_authority: o.kubelet_certificate_authority,
+        kubelet_preferred_address_types: o.kubelet_preferred_address_types,
+        kubelet_timeout: o.kubelet_timeout,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

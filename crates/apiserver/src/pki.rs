@@ -6,6 +6,8 @@
 //!
 //! Layout under the data directory:
 //! `pki/ca.{crt,key}`, `pki/apiserver.{crt,key}`, `pki/admin.{crt,key}`,
+//! `pki/apiserver-kubelet-client.{crt,key}` (user
+//! `kube-apiserver-kubelet-client`, what the server presents to kubelets),
 //! `pki/sa.{key,pub}` (the ECDSA P-256 key that signs service-account
 //! tokens), `admin.kubeconfig`.
 
@@ -49,7 +51,14 @@ pub struct Pki {
     pub admin_kubeconfig: PathBuf,
     /// The service-account signing key (`pki/sa.key`), PEM.
     pub service_account_key_pem: String,
+    /// The client certificate and key the server presents to kubelets, PEM.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
+
+/// The user of the generated kubelet client certificate (kubeadm's name),
+/// bound to `system:kubelet-api-admin` by the default policy.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// The names and addresses the serving certificate must hold.
 #[derive(Clone, Debug, Default)]
@@ -131,6 +140,15 @@ pub fn ensure(data_dir: &Path, names: &ServingNames, server_url: &str) -> Result
         }
     };
 
+    let kubelet_client = match read_pair(&pki, "apiserver-kubelet-client")? {
+        Some(pair) => pair,
+        None => {
+            let pair = new_leaf(&issuer, KUBELET_CLIENT_USER, &[], None)?;
+            write_pair(&pki, "apiserver-kubelet-client", &pair)?;
+            pair
+        }
+    };
+
     let service_account_key_pem = service_account_key(&pki)?;
 
     let admin_kubeconfig = data_dir.join("admin.kubeconfig");
@@ -143,6 +161,8 @@ pub fn ensure(data_dir: &Path, names: &ServingNames, server_url: &str) -> Result
         serving_key_pem: serving.1,
         admin_kubeconfig,
         service_account_key_pem,
+        kubelet_client_cert_pem: kubelet_client.0,
+        kubelet_client_key_pem: kubelet_client.1,
     })
 }
 
@@ -413,5 +433,32 @@ mod tests {
             .filter_map(|o| o.as_str().ok())
             .collect();
         assert_eq!(orgs, ["system:masters"]);
+    }
+
+    #[test]
+    fn the_kubelet_client_certificate_names_its_user_and_no_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure(
+            dir.path(),
+            &ServingNames::for_host(None, &[]),
+            "https://127.0.0.1:6443",
+        )
+        .unwrap();
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(first.kubelet_client_cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), KUBELET_CLIENT_USER);
+        assert_eq!(cert.subject().iter_organization().count(), 0);
+        let second = ensure(
+            dir.path(),
+            &ServingNames::for_host(None, &[]),
+            "https://127.0.0.1:6443",
+        )
+        .unwrap();
+        assert_eq!(
+            first.kubelet_client_cert_pem,
+            second.kubelet_client_cert_pem
+        );
     }
 }

@@ -108,6 +108,10 @@ async fn handle(
     if namespace_segment && !resource.namespaced {
         return http_util::error(&ApiError::no_route());
     }
+    // Logs, exec, attach, port-forward and node proxy stream to a kubelet.
+    if let Some(route) = crate::kubelet_proxy::Route::of(resource, info) {
+        return crate::kubelet_proxy::serve(api, req, info, route).await;
+    }
     let output = match Output::negotiate(req.headers()) {
         Ok(o) => o,
         Err(e) => return http_util::error(&e),

@@ -1366,6 +1366,13 @@ fn bindings() -> Vec<Binding> {
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
             vec![Group("system:nodes")],
         ),
+        // The API server's own client certificate towards kubelets (logs,
+        // exec, node proxy), as kubeadm and k3s bind it.
+        cluster_binding(
+            "skiff:kube-apiserver-kubelet-api-admin",
+            "system:kubelet-api-admin",
+            vec![User(crate::pki::KUBELET_CLIENT_USER)],
+        ),
     ];
     for (controller, _) in controller_roles() {
         let name = format!("system:controller:{controller}");
