@@ -24,6 +24,7 @@ build:
 test:
 	$(CARGO) test --workspace
 	e2e/kubectl-api.sh both
+	e2e/kubelet.sh
 
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
 ## the API server benchmark (both stores, beside raw store creates). The
@@ -31,6 +32,9 @@ test:
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
 	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
+	$(CARGO) build --release -p skiff-apiserver -p skiff-kubelet
+	scripts/build-images.sh
+	$(CARGO) bench -p skiff-kubelet --bench kubelet
 
 lint:
 	$(CARGO) fmt --all --check

@@ -171,7 +171,18 @@ async fn authorize(kubelet: &Kubelet, user: &Option<(String, Vec<String>)>, req:
     if req.uri().path() == "/healthz" {
         return Ok(());
     }
-    let Some((name, groups)) = user else {
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let user = match (user, bearer) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(token)) => token_user(kubelet, token).await,
+        (None, None) => None,
+    };
+    let Some((name, groups)) = &user else {
         return Err(full(StatusCode::UNAUTHORIZED, "Unauthorized"));
     };
     let (resource_attributes, non_resource_attributes) = attributes(req.uri().path(), req.method(), &kubelet.config.node_name);
@@ -194,6 +205,19 @@ async fn authorize(kubelet: &Kubelet, user: &Option<(String, Vec<String>)>, req:
         )),
         Err(err) => Err(full(StatusCode::INTERNAL_SERVER_ERROR, format!("authorization failed: {err}"))),
     }
+}
+
+/// A bearer token's user, from a TokenReview (upstream's webhook authentication).
+async fn token_user(kubelet: &Kubelet, token: String) -> Option<(String, Vec<String>)> {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    let review = TokenReview { spec: TokenReviewSpec { token: Some(token), audiences: None }, ..Default::default() };
+    let api: Api<TokenReview> = Api::all(kubelet.client.clone());
+    let status = api.create(&PostParams::default(), &review).await.ok()?.status?;
+    if !status.authenticated.unwrap_or(false) {
+        return None;
+    }
+    let user = status.user?;
+    Some((user.username?, user.groups.unwrap_or_default()))
 }
 
 async fn handle(kubelet: Arc<Kubelet>, user: Option<(String, Vec<String>)>, req: Request<Incoming>) -> Response<Body> {
@@ -413,7 +437,7 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
             let Some(s) = sandboxes.iter().find(|s| s.state == api::PodSandboxState::SandboxReady as i32) else {
                 return full(StatusCode::BAD_REQUEST, "pod has no running sandbox");
             };
-            let ports = q.get("port").cloned().unwrap_or_default().iter().filter_map(|p| p.parse().ok()).collect();
+            let ports = q.get("port").cloned().unwrap_or_default().iter().flat_map(|p| p.split(',')).filter_map(|p| p.trim().parse().ok()).collect();
             kubelet.runtime.port_forward(api::PortForwardRequest { pod_sandbox_id: s.id.clone(), port: ports }).await
         }
         (_, Some(container)) => {
