@@ -235,6 +235,7 @@ metadata: {name: stubborn}
 spec:
   nodeName: e2e-node
   terminationGracePeriodSeconds: 3
+  automountServiceAccountToken: false
   containers:
   - {name: c, image: skiff.local/testhost:1.0, args: ["sleep", "infinity", "--ignore-sigterm"]}
 YAML

@@ -137,16 +137,21 @@ async fn main() {
     let kubelet_pid = kubelet.id();
     guard.children.push(kubelet);
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.get_opt("bench-node").await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "the kubelet did not register its node within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The sandbox image is already imported; warm the runtime with one pod.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod("warm", "bench-node")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if pods.get("warm").await.map(|p| running(&p)).unwrap_or(false) {
+        let warm = pods.get("warm").await.ok();
+        if warm.as_ref().is_some_and(running) {
             break;
         }
+        assert!(Instant::now() < deadline, "the warm-up pod did not run within 60 s: {:?}", warm.and_then(|p| p.status));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pods.delete("warm", &Default::default()).await.unwrap();

@@ -464,15 +464,17 @@ pub async fn container_config(kubelet: &Kubelet, pod: &Pod, container: &Containe
         // /etc/hosts with the pod's own name and hostAliases (not for host
         // network pods, which see the node's).
         if !spec.host_network.unwrap_or(false) && !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
-            let hosts = kubelet.config.pod_dir(&uid).join("etc-hosts");
-            std::fs::write(&hosts, etc_hosts(pod, ctx.pod_ip)).map_err(|e| e.to_string())?;
+            let pod_dir = kubelet.config.pod_dir(&uid);
+            std::fs::create_dir_all(&pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+            let hosts = pod_dir.join("etc-hosts");
+            std::fs::write(&hosts, etc_hosts(pod, ctx.pod_ip)).map_err(|e| format!("writing {}: {e}", hosts.display()))?;
             mounts.push(api::Mount { container_path: "/etc/hosts".into(), host_path: hosts.display().to_string(), ..Default::default() });
         }
         let path = container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
         if !path.is_empty() && !mounts.iter().any(|m| m.container_path == path) {
-            std::fs::create_dir_all(&container_dir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&container_dir).map_err(|e| format!("creating {}: {e}", container_dir.display()))?;
             let file = container_dir.join(format!("termination-{}", ctx.attempt));
-            std::fs::write(&file, b"").map_err(|e| e.to_string())?;
+            std::fs::write(&file, b"").map_err(|e| format!("writing {}: {e}", file.display()))?;
             mounts.push(api::Mount { container_path: path, host_path: file.display().to_string(), ..Default::default() });
         }
     }
