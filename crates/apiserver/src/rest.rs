@@ -137,7 +137,7 @@ async fn dispatch(call: &Call<'_>) -> Reply {
         ("list", None) => list(call).await,
         ("watch", None) => crate::watch::serve(call).await,
         ("create", None) => create(call).await,
-        ("update", None | Some("status")) => update(call).await,
+        ("update", None | Some("status") | Some("finalize")) => update(call).await,
         ("patch", None | Some("status")) => patch(call).await,
         ("delete", None) => delete(call).await,
         ("deletecollection", None) => delete_collection(call).await,
@@ -1017,10 +1017,14 @@ async fn guaranteed_update(
         if new == current {
             return Ok(Written::Updated(current));
         }
+        // A namespace also waits for its spec.finalizers (the namespace
+        // controller's), as upstream's ShouldDeleteNamespaceDuringUpdate.
+        let is_namespace = (t.resource.group, t.resource.plural) == ("", "namespaces");
         let finalized = new["metadata"].get("deletionTimestamp").is_some()
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty())
+            && (!is_namespace || new["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()))
             && new["metadata"]["deletionGracePeriodSeconds"]
                 .as_i64()
                 .unwrap_or(0)

@@ -148,7 +148,32 @@ pub fn prepare_for_update(
             }
             *new = merged;
         }
+        Some("finalize") => {
+            // namespaces/finalize changes only spec.finalizers.
+            let finalizers = new["spec"].get("finalizers").cloned();
+            let mut merged = old.clone();
+            match finalizers {
+                Some(f) => merged["spec"]["finalizers"] = f,
+                None => {
+                    if let Some(spec) = merged["spec"].as_object_mut() {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+            *new = merged;
+        }
         _ => {
+            if (resource.group, resource.plural) == ("", "namespaces") {
+                // Only the finalize subresource changes spec.finalizers.
+                match old["spec"].get("finalizers") {
+                    Some(f) => new["spec"]["finalizers"] = f.clone(),
+                    None => {
+                        if let Some(spec) = new["spec"].as_object_mut() {
+                            spec.remove("finalizers");
+                        }
+                    }
+                }
+            }
             if has_status_subresource(resource) {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),

@@ -1,12 +1,154 @@
-use clap::Parser;
+//! `skiff-controller-manager`, with kube-controller-manager's flag names.
 
-/// The Skiff controller manager: the control loops that keep the cluster at its desired state. (not implemented yet).
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Parser};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use skiff_controllers::{LeaderElection, parse_go_duration};
+
+/// The Skiff controller manager: the control loops that keep the cluster at
+/// its desired state.
 #[derive(Parser)]
-#[command(name = "skiff-controller-manager", version)]
-struct Options {}
+#[command(name = "skiff-controller-manager", version, after_help = controllers_help())]
+struct Options {
+    /// kubeconfig with the API server's address and credentials (default:
+    /// $KUBECONFIG, ~/.kube/config, then the in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The API server's address, overriding the kubeconfig's.
+    #[arg(long)]
+    master: Option<String>,
+    /// Controllers to run: `*` (all on by default), `name` (on), `-name`
+    /// (off), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Run only while holding the leader Lease, so replicas can run for HA.
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    leader_elect: bool,
+    /// How long others wait after the leader's last renewal before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How long candidates wait between attempts.
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    leader_elect_retry_period: Duration,
+    /// The kind of lock: only `leases` (as upstream today).
+    #[arg(long, default_value = "leases", value_parser = ["leases"])]
+    leader_elect_resource_lock: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
+    /// The Lease's namespace.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// The CA bundle published to every namespace as the ConfigMap
+    /// kube-root-ca.crt (default: the kubeconfig's certificate authority).
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+    /// Namespaces deleted at once.
+    #[arg(long, default_value_t = 10)]
+    concurrent_namespace_syncs: u16,
+    /// How often every namespace is looked at again by the namespace controller.
+    #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
+    namespace_sync_period: Duration,
+    /// Other controllers look at every object again after a random period
+    /// between this and twice this.
+    #[arg(long, default_value = "12h0m0s", value_parser = parse_go_duration)]
+    min_resync_period: Duration,
+    /// The HTTPS port for /healthz; 0 serves nothing.
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+    /// The address to serve /healthz on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// A serving certificate (PEM) instead of a self-signed one.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+}
 
-fn main() {
-    let _ = Options::parse();
-    eprintln!("skiff-controller-manager: not implemented yet; see the project's issues");
-    std::process::exit(2);
+fn controllers_help() -> String {
+    let all = skiff_controllers::known_controllers();
+    let running: Vec<&str> = all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+    format!(
+        "Controllers Skiff runs today: {}.\nOther upstream controller names are accepted and skipped until Skiff implements them.",
+        running.join(", ")
+    )
+}
+
+async fn kube_config(o: &Options) -> anyhow::Result<kube::Config> {
+    let mut config = match &o.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using --kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig, and none found in $KUBECONFIG, ~/.kube/config or the pod's service account")?,
+    };
+    if let Some(master) = &o.master {
+        config.cluster_url = master
+            .parse()
+            .with_context(|| format!("--master {master:?}"))?;
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = skiff_controllers::Config {
+        controllers: o.controllers.clone(),
+        leader_election: o.leader_elect.then(|| LeaderElection {
+            lease_duration: o.leader_elect_lease_duration,
+            renew_deadline: o.leader_elect_renew_deadline,
+            retry_period: o.leader_elect_retry_period,
+            resource_namespace: o.leader_elect_resource_namespace.clone(),
+            resource_name: o.leader_elect_resource_name.clone(),
+            ..LeaderElection::default()
+        }),
+        root_ca_file: o.root_ca_file.clone(),
+        concurrent_namespace_syncs: o.concurrent_namespace_syncs,
+        namespace_sync_period: o.namespace_sync_period,
+        min_resync_period: o.min_resync_period,
+        serving: Some(skiff_controllers::Serving {
+            secure_port: o.secure_port,
+            bind_address: o.bind_address,
+            tls_cert_file: o.tls_cert_file.clone(),
+            tls_private_key_file: o.tls_private_key_file.clone(),
+        }),
+        ..skiff_controllers::Config::new(kube_config(&o).await?)
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    match skiff_controllers::run(config, shutdown).await {
+        // As upstream: a replica that lost its Lease exits at once, and its
+        // supervisor starts it again as a candidate.
+        Err(skiff_controllers::Error::LeaderElectionLost) => {
+            tracing::error!("leaderelection lost");
+            std::process::exit(1);
+        }
+        result => result.context("skiff-controller-manager failed"),
+    }
 }

@@ -1,0 +1,514 @@
+//! The table of controllers and what every controller shares: the names
+//! `--controllers` selects by (upstream's, aliases included), how a selected
+//! controller is started and stopped, its per-object retry backoff and its
+//! resync period.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kube::Client;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Starts a controller: the future runs it until [`Context::stopped`].
+pub(crate) type StartFn = fn(Context) -> BoxFuture<'static, ()>;
+
+/// One entry of the controller table.
+#[derive(Debug)]
+pub(crate) struct Descriptor {
+    /// The canonical name, as upstream's kube-controller-manager has it.
+    pub name: &'static str,
+    /// Older names `--controllers` also accepts.
+    pub aliases: &'static [&'static str],
+    /// On only when named explicitly (upstream: bootstrap-signer and
+    /// token-cleaner).
+    pub disabled_by_default: bool,
+    /// `None`: an upstream controller Skiff does not run yet; selecting it is
+    /// not an error (upstream command lines keep working), it is skipped.
+    pub start: Option<StartFn>,
+}
+
+const fn planned(name: &'static str, aliases: &'static [&'static str]) -> Descriptor {
+    Descriptor {
+        name,
+        aliases,
+        disabled_by_default: false,
+        start: None,
+    }
+}
+
+/// Every controller upstream's kube-controller-manager knows, in its order.
+pub(crate) static CONTROLLERS: &[Descriptor] = &[
+    planned("serviceaccount-token-controller", &["serviceaccount-token"]),
+    planned("endpoints-controller", &["endpoint"]),
+    planned("endpointslice-controller", &["endpointslice"]),
+    planned(
+        "endpointslice-mirroring-controller",
+        &["endpointslicemirroring"],
+    ),
+    planned(
+        "replicationcontroller-controller",
+        &["replicationcontroller"],
+    ),
+    planned("pod-garbage-collector-controller", &["podgc"]),
+    planned("resourcequota-controller", &["resourcequota"]),
+    Descriptor {
+        name: crate::namespace::NAME,
+        aliases: &["namespace"],
+        disabled_by_default: false,
+        start: Some(crate::namespace::start),
+    },
+    Descriptor {
+        name: crate::serviceaccount::NAME,
+        aliases: &["serviceaccount"],
+        disabled_by_default: false,
+        start: Some(crate::serviceaccount::start),
+    },
+    planned("garbage-collector-controller", &["garbagecollector"]),
+    planned("daemonset-controller", &["daemonset"]),
+    planned("job-controller", &["job"]),
+    planned("deployment-controller", &["deployment"]),
+    planned("replicaset-controller", &["replicaset"]),
+    planned(
+        "horizontal-pod-autoscaler-controller",
+        &["horizontalpodautoscaling"],
+    ),
+    planned("disruption-controller", &["disruption"]),
+    planned("statefulset-controller", &["statefulset"]),
+    planned("cronjob-controller", &["cronjob"]),
+    planned(
+        "certificatesigningrequest-signing-controller",
+        &["csrsigning"],
+    ),
+    planned(
+        "certificatesigningrequest-approving-controller",
+        &["csrapproving"],
+    ),
+    planned(
+        "certificatesigningrequest-cleaner-controller",
+        &["csrcleaner"],
+    ),
+    planned("podcertificaterequest-cleaner-controller", &[]),
+    planned("ttl-controller", &["ttl"]),
+    Descriptor {
+        disabled_by_default: true,
+        ..planned("bootstrap-signer-controller", &["bootstrapsigner"])
+    },
+    Descriptor {
+        disabled_by_default: true,
+        ..planned("token-cleaner-controller", &["tokencleaner"])
+    },
+    planned("node-ipam-controller", &["nodeipam"]),
+    planned("node-lifecycle-controller", &["nodelifecycle"]),
+    planned("service-lb-controller", &["service"]),
+    planned("node-route-controller", &["route"]),
+    planned("cloud-node-lifecycle-controller", &["cloud-node-lifecycle"]),
+    planned(
+        "persistentvolume-binder-controller",
+        &["persistentvolume-binder"],
+    ),
+    planned(
+        "persistentvolume-attach-detach-controller",
+        &["attachdetach"],
+    ),
+    planned(
+        "persistentvolume-expander-controller",
+        &["persistentvolume-expander"],
+    ),
+    planned(
+        "clusterrole-aggregation-controller",
+        &["clusterrole-aggregation"],
+    ),
+    planned(
+        "persistentvolumeclaim-protection-controller",
+        &["pvc-protection"],
+    ),
+    planned("persistentvolume-protection-controller", &["pv-protection"]),
+    planned("volumeattributesclass-protection-controller", &[]),
+    planned("ttl-after-finished-controller", &["ttl-after-finished"]),
+    Descriptor {
+        name: crate::root_ca::NAME,
+        aliases: &["root-ca-cert-publisher"],
+        disabled_by_default: false,
+        start: Some(crate::root_ca::start),
+    },
+    planned(
+        "kube-apiserver-serving-clustertrustbundle-publisher-controller",
+        &[],
+    ),
+    planned("ephemeral-volume-controller", &["ephemeral-volume"]),
+    planned(
+        "storageversion-garbage-collector-controller",
+        &["storage-version-gc"],
+    ),
+    planned("resourceclaim-controller", &["resource-claim-controller"]),
+    planned("device-taint-eviction-controller", &[]),
+    planned(
+        "legacy-serviceaccount-token-cleaner-controller",
+        &["legacy-service-account-token-cleaner"],
+    ),
+    planned("validatingadmissionpolicy-status-controller", &[]),
+    planned("taint-eviction-controller", &[]),
+    planned("service-cidr-controller", &[]),
+    planned("storage-version-migrator-controller", &[]),
+    planned("selinux-warning-controller", &[]),
+];
+
+/// A `--controllers` entry names no known controller.
+#[derive(Debug, thiserror::Error)]
+#[error("--controllers: {0:?} is not in the list of known controllers (see --help for the list)")]
+pub struct SelectError(String);
+
+/// The names `--controllers` accepts, and which of them Skiff runs today:
+/// `(canonical name, implemented)`.
+pub fn known_controllers() -> Vec<(&'static str, bool)> {
+    let mut all: Vec<_> = CONTROLLERS
+        .iter()
+        .map(|d| (d.name, d.start.is_some()))
+        .collect();
+    all.sort();
+    all
+}
+
+fn canonical(name: &str) -> Option<&'static Descriptor> {
+    CONTROLLERS
+        .iter()
+        .find(|d| d.name == name || d.aliases.contains(&name))
+}
+
+/// The controllers a `--controllers` list turns on, as upstream decides:
+/// an explicit `name` or `-name` wins, then `*` turns on all but the
+/// disabled-by-default ones; without `*` only the named ones run.
+pub(crate) fn select(flag: &[String]) -> Result<Vec<&'static Descriptor>, SelectError> {
+    let mut choices: Vec<(&'static str, bool)> = Vec::new();
+    let mut star = false;
+    for entry in flag.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if entry == "*" {
+            star = true;
+            continue;
+        }
+        let (name, on) = match entry.strip_prefix('-') {
+            Some(name) => (name, false),
+            None => (entry, true),
+        };
+        let d = canonical(name).ok_or_else(|| SelectError(name.to_owned()))?;
+        // The first explicit choice for a controller wins, as upstream.
+        if !choices.iter().any(|(n, _)| *n == d.name) {
+            choices.push((d.name, on));
+        }
+    }
+    Ok(CONTROLLERS
+        .iter()
+        .filter(|d| match choices.iter().find(|(n, _)| *n == d.name) {
+            Some((_, on)) => *on,
+            None => star && !d.disabled_by_default,
+        })
+        .collect())
+}
+
+/// What the controllers are configured with.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// The PEM bundle `kube-root-ca.crt` carries.
+    pub root_ca: String,
+    pub concurrent_namespace_syncs: u16,
+    pub namespace_sync_period: Duration,
+    pub min_resync_period: Duration,
+}
+
+/// What a running controller is given.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub client: Client,
+    pub settings: Arc<Settings>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Resolves once the controller manager stops.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut stop = self.stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    /// The period after which every object is reconciled again: random
+    /// between `--min-resync-period` and twice it, as upstream's informers.
+    pub fn resync_period(&self) -> Duration {
+        jittered(self.settings.min_resync_period, 1.0)
+    }
+}
+
+/// `base` plus up to `factor` times itself, at random (upstream's
+/// `wait.Jitter`).
+pub(crate) fn jittered(base: Duration, factor: f64) -> Duration {
+    base.mul_f64(1.0 + rand::random::<f64>() * factor)
+}
+
+/// The controllers started by [`start`].
+pub(crate) struct Running {
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+/// Starts the selected controllers that Skiff implements.
+pub(crate) fn start(
+    selected: &[&'static Descriptor],
+    client: Client,
+    settings: Arc<Settings>,
+) -> Running {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for d in selected {
+        let Some(start) = d.start else {
+            info!(controller = d.name, "not implemented yet; skipping");
+            continue;
+        };
+        let ctx = Context {
+            client: client.clone(),
+            settings: settings.clone(),
+            stop: stop_rx.clone(),
+        };
+        info!(controller = d.name, "starting controller");
+        let span = info_span!("controller", controller = d.name);
+        tasks.push((d.name, tokio::spawn(start(ctx).instrument(span))));
+    }
+    Running { stop, tasks }
+}
+
+impl Running {
+    /// Asks every controller to finish what it is doing, waits a little,
+    /// then ends the stragglers.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for (name, task) in &mut self.tasks {
+            if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                warn!(controller = *name, "did not stop in time; aborting it");
+                task.abort();
+            }
+        }
+    }
+
+    /// Ends every controller at once (the Lease is lost: not one more write).
+    pub fn abort(self) {
+        drop(self);
+    }
+}
+
+/// Controllers never outlive what started them (a dropped `run` future
+/// included).
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Per-object exponential retry delays after failures, reset by a success:
+/// upstream's default controller rate limiter (5 ms doubling up to 1000 s).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1000);
+
+    /// Records a failure of `key` and answers how long to wait before the
+    /// next attempt.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        let delay = Self::BASE
+            .checked_mul(1u32.checked_shl(*n).unwrap_or(u32::MAX))
+            .unwrap_or(Self::MAX)
+            .min(Self::MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+}
+
+/// The API server answered 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The API server answered 409 AlreadyExists.
+pub(crate) fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_already_exists())
+}
+
+/// The API server answered 409 Conflict (a stale resourceVersion).
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict")
+}
+
+/// The API server answered 405: the resource does not support the verb.
+pub(crate) fn is_method_not_supported(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 405)
+}
+
+/// A create refused because its namespace is being deleted: upstream's
+/// `NamespaceTerminating` cause, or the Forbidden message that carries it.
+pub(crate) fn is_namespace_terminating(e: &kube::Error) -> bool {
+    let kube::Error::Api(s) = e else {
+        return false;
+    };
+    let cause = s
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+    cause || (s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
+/// A Go duration (`15s`, `1m30s`, `1.5h`, `300ms`, `0`), as upstream's flags
+/// take them.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if s.starts_with('-') {
+        return Err(format!("negative duration {s:?}"));
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let value: f64 = rest[..number_len]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" | "μs" => 1e-6,
+            "ns" => 1e-9,
+            unit => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(flag: &[&str]) -> Vec<&'static str> {
+        let flag: Vec<String> = flag.iter().map(|s| s.to_string()).collect();
+        select(&flag).unwrap().iter().map(|d| d.name).collect()
+    }
+
+    #[test]
+    fn star_selects_every_controller_but_the_disabled_by_default_ones() {
+        let all = names(&["*"]);
+        assert!(all.contains(&"namespace-controller"));
+        assert!(all.contains(&"root-ca-certificate-publisher-controller"));
+        assert!(!all.contains(&"bootstrap-signer-controller"));
+        assert!(!all.contains(&"token-cleaner-controller"));
+        assert_eq!(all.len(), CONTROLLERS.len() - 2);
+    }
+
+    #[test]
+    fn a_minus_entry_turns_a_controller_off_by_name_or_alias() {
+        let some = names(&["*", "-namespace", "-serviceaccount-controller"]);
+        assert!(!some.contains(&"namespace-controller"));
+        assert!(!some.contains(&"serviceaccount-controller"));
+        assert!(some.contains(&"root-ca-certificate-publisher-controller"));
+    }
+
+    #[test]
+    fn without_star_only_the_named_controllers_run() {
+        assert_eq!(
+            names(&["root-ca-cert-publisher", "tokencleaner"]),
+            [
+                "token-cleaner-controller",
+                "root-ca-certificate-publisher-controller"
+            ]
+        );
+        assert!(names(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_first_explicit_choice_wins() {
+        assert!(names(&["namespace", "-namespace"]).contains(&"namespace-controller"));
+        assert!(!names(&["-namespace", "namespace", "*"]).contains(&"namespace-controller"));
+    }
+
+    #[test]
+    fn an_unknown_controller_is_an_error_naming_it() {
+        let err = select(&["*".into(), "-nope".into()]).unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+    }
+
+    #[test]
+    fn names_and_aliases_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for d in CONTROLLERS {
+            for n in std::iter::once(&d.name).chain(d.aliases) {
+                assert!(seen.insert(*n), "{n} registered twice");
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_per_failure_up_to_the_cap_and_resets_on_success() {
+        let b = Backoff::default();
+        assert_eq!(b.failed("a"), Duration::from_millis(5));
+        assert_eq!(b.failed("a"), Duration::from_millis(10));
+        assert_eq!(b.failed("a"), Duration::from_millis(20));
+        assert_eq!(b.failed("b"), Duration::from_millis(5));
+        for _ in 0..40 {
+            b.failed("a");
+        }
+        assert_eq!(b.failed("a"), Duration::from_secs(1000));
+        b.succeeded("a");
+        assert_eq!(b.failed("a"), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn go_durations_parse_as_upstream_flags_take_them() {
+        assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_go_duration("5m0s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("15").is_err());
+        assert!(parse_go_duration("-1s").is_err());
+        assert!(parse_go_duration("3d").is_err());
+    }
+
+    #[test]
+    fn jitter_stays_between_the_base_and_the_factor() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(10), 1.0);
+            assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(20));
+        }
+    }
+}
