@@ -67,7 +67,11 @@ pub async fn register(kubelet: &Kubelet) -> anyhow::Result<()> {
             }
         }
     }
-    update_status(kubelet, true).await
+    // A failed first status post is retried by the status loop.
+    if let Err(err) = update_status(kubelet, true).await {
+        tracing::warn!("posting the node's first status: {err:#}");
+    }
+    Ok(())
 }
 
 fn go_arch() -> &'static str {
@@ -110,7 +114,7 @@ fn condition(kind: &str, ok: bool, reason: &str, message: &str, now: jiff::Times
 async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(kubelet.client.clone());
     let config = &kubelet.config;
-    let current = nodes.get_status(&config.node_name).await?;
+    let current = nodes.get(&config.node_name).await?;
     let old_conditions = current.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     let find = |kind: &str| old_conditions.iter().find(|c| c.type_ == kind);
     let now = jiff::Timestamp::now();
