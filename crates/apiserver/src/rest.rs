@@ -1024,7 +1024,10 @@ async fn guaranteed_update(
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty())
-            && (!is_namespace || new["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()))
+            && (!is_namespace
+                || new["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty()))
             && new["metadata"]["deletionGracePeriodSeconds"]
                 .as_i64()
                 .unwrap_or(0)

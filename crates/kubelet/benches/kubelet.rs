@@ -36,8 +36,15 @@ impl Drop for Guard {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(self.root.join("scripts/containerd.sh")).arg("stop").arg(&self.ctr_dir).stdout(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", "skiffbench0"]).stderr(Stdio::null()).status();
+        let _ = Command::new(self.root.join("scripts/containerd.sh"))
+            .arg("stop")
+            .arg(&self.ctr_dir)
+            .stdout(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", "skiffbench0"])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -49,14 +56,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
 
 async fn client(kubeconfig: &Path) -> Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
     Client::try_from(config).expect("client")
 }
 
@@ -77,36 +94,73 @@ fn pod(name: &str, node: &str) -> Pod {
 fn running(p: &Pod) -> bool {
     let s = p.status.clone().unwrap_or_default();
     s.phase.as_deref() == Some("Running")
-        && s.container_statuses.unwrap_or_default().iter().all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+        && s.container_statuses
+            .unwrap_or_default()
+            .iter()
+            .all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
 }
 
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
     let bin = |name: &str| {
         let release = root.join("target/release").join(name);
-        if release.exists() { release } else { root.join("target/debug").join(name) }
+        if release.exists() {
+            release
+        } else {
+            root.join("target/debug").join(name)
+        }
     };
-    let work = tempfile::Builder::new().prefix("skiff-bench").tempdir_in("/tmp").unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("skiff-bench")
+        .tempdir_in("/tmp")
+        .unwrap();
     let ctr_dir = work.path().join("ctr");
-    let mut guard = Guard { children: Vec::new(), ctr_dir: ctr_dir.clone(), root: root.clone() };
-    let status = Command::new(root.join("scripts/containerd.sh")).arg("start").arg(&ctr_dir).stdout(Stdio::null()).status().unwrap();
-    assert!(status.success(), "containerd did not start (scripts/install-prereqs.sh installs it)");
-    let images = root.join(".skiff/images");
+    let mut guard = Guard {
+        children: Vec::new(),
+        ctr_dir: ctr_dir.clone(),
+        root: root.clone(),
+    };
     let status = Command::new(root.join("scripts/containerd.sh"))
-        .args(["import", images.join("pause.tar").to_str().unwrap(), images.join("testhost.tar").to_str().unwrap()])
+        .arg("start")
         .arg(&ctr_dir)
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success(), "importing the test images failed: run `make images`");
+    assert!(
+        status.success(),
+        "containerd did not start (scripts/install-prereqs.sh installs it)"
+    );
+    let images = root.join(".skiff/images");
+    let status = Command::new(root.join("scripts/containerd.sh"))
+        .args([
+            "import",
+            images.join("pause.tar").to_str().unwrap(),
+            images.join("testhost.tar").to_str().unwrap(),
+        ])
+        .arg(&ctr_dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "importing the test images failed: run `make images`"
+    );
 
     let port = 30000 + (std::process::id() % 20000) as u16;
     let api_dir = work.path().join("api");
     guard.children.push(
         Command::new(bin("skiff-apiserver"))
-            .args(["--data-dir", api_dir.to_str().unwrap(), "--secure-port", &port.to_string()])
+            .args([
+                "--data-dir",
+                api_dir.to_str().unwrap(),
+                "--secure-port",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(work.path().join("apiserver.log")).unwrap())
             .spawn()
@@ -122,14 +176,24 @@ async fn main() {
 
     let kubelet = Command::new(bin("skiff-kubelet"))
         .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-        .arg(format!("--container-runtime-endpoint=unix://{}/containerd.sock", ctr_dir.display()))
+        .arg(format!(
+            "--container-runtime-endpoint=unix://{}/containerd.sock",
+            ctr_dir.display()
+        ))
         .args(["--hostname-override", "bench-node", "--root-dir"])
         .arg(work.path().join("kubelet"))
         .arg("--pod-logs-dir")
         .arg(ctr_dir.join("pod-logs"))
         .arg("--cni-conf-dir")
         .arg(ctr_dir.join("cni/net.d"))
-        .args(["--cni-bridge", "skiffbench0", "--pod-cidr", "10.251.0.0/24", "--port", &(port + 1).to_string()])
+        .args([
+            "--cni-bridge",
+            "skiffbench0",
+            "--pod-cidr",
+            "10.251.0.0/24",
+            "--port",
+            &(port + 1).to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(work.path().join("kubelet.log")).unwrap())
         .spawn()
@@ -139,19 +203,28 @@ async fn main() {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.get_opt("bench-node").await.ok().flatten().is_none() {
-        assert!(Instant::now() < deadline, "the kubelet did not register its node within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the kubelet did not register its node within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The sandbox image is already imported; warm the runtime with one pod.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("warm", "bench-node")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("warm", "bench-node"))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let warm = pods.get("warm").await.ok();
         if warm.as_ref().is_some_and(running) {
             break;
         }
-        assert!(Instant::now() < deadline, "the warm-up pod did not run within 60 s: {:?}", warm.and_then(|p| p.status));
+        assert!(
+            Instant::now() < deadline,
+            "the warm-up pod did not run within 60 s: {:?}",
+            warm.and_then(|p| p.status)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pods.delete("warm", &Default::default()).await.unwrap();
@@ -160,27 +233,47 @@ async fn main() {
 
     // 1. Startup latency of 30 pods created at once.
     let n = 30;
-    let rv = pods.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap_or_default();
-    let mut watch = pods.watch(&WatchParams::default().labels("bench=startup"), &rv).await.unwrap().boxed();
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut watch = pods
+        .watch(&WatchParams::default().labels("bench=startup"), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let t0 = Instant::now();
     let creates = (0..n).map(|i| {
         let pods = pods.clone();
         async move {
             let start = Instant::now();
-            pods.create(&PostParams::default(), &pod(&format!("p{i}"), "bench-node")).await.unwrap();
+            pods.create(&PostParams::default(), &pod(&format!("p{i}"), "bench-node"))
+                .await
+                .unwrap();
             (format!("p{i}"), start)
         }
     });
-    let started: std::collections::HashMap<String, Instant> = futures::future::join_all(creates).await.into_iter().collect();
+    let started: std::collections::HashMap<String, Instant> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .collect();
     let mut latencies: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
     while latencies.len() < n && t0.elapsed() < Duration::from_secs(120) {
-        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(10), watch.next()).await else { continue };
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(10), watch.next()).await
+        else {
+            continue;
+        };
         if let Ok(WatchEvent::Modified(p)) | Ok(WatchEvent::Added(p)) = event {
             let name = p.metadata.name.clone().unwrap_or_default();
             if running(&p)
                 && let Some(start) = started.get(&name)
             {
-                latencies.entry(name).or_insert_with(|| start.elapsed().as_secs_f64());
+                latencies
+                    .entry(name)
+                    .or_insert_with(|| start.elapsed().as_secs_f64());
             }
         }
     }
@@ -188,7 +281,10 @@ async fn main() {
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let busy_rss = rss_mb(kubelet_pid);
-    println!("kubelet: pod startup, {n} pods created at once on one node ({} reached Running)", sorted.len());
+    println!(
+        "kubelet: pod startup, {n} pods created at once on one node ({} reached Running)",
+        sorted.len()
+    );
     if !sorted.is_empty() {
         println!(
             "  p50 {:.3} s   p99 {:.3} s   (upstream SLO p99 <= 5 s; goal p99 <= 1.5 s; ratio p99/SLO {:.2})",
@@ -197,8 +293,16 @@ async fn main() {
             percentile(&sorted, 0.99) / 5.0
         );
     }
-    println!("kubelet: RSS idle {idle_rss:.1} MB, with {n} pods {busy_rss:.1} MB   (k3s agent ~275 MB; goal <= 40 MB; ratio {:.2})", busy_rss / 275.0);
-    let _ = pods.delete_collection(&Default::default(), &ListParams::default().labels("bench=startup")).await;
+    println!(
+        "kubelet: RSS idle {idle_rss:.1} MB, with {n} pods {busy_rss:.1} MB   (k3s agent ~275 MB; goal <= 40 MB; ratio {:.2})",
+        busy_rss / 275.0
+    );
+    let _ = pods
+        .delete_collection(
+            &Default::default(),
+            &ListParams::default().labels("bench=startup"),
+        )
+        .await;
 
     // 3. Hollow nodes in this process on the fake runtime.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
@@ -215,7 +319,8 @@ async fn main() {
             config.write_cni_config = false;
             config.port = 0;
             config.root_dir = work.path().join("hollow").join(total.to_string());
-            let runtime: Arc<dyn skiff_kubelet::cri::Runtime> = Arc::new(skiff_kubelet::cri::fake::Fake::new());
+            let runtime: Arc<dyn skiff_kubelet::cri::Runtime> =
+                Arc::new(skiff_kubelet::cri::fake::Fake::new());
             let client = client.clone();
             tokio::spawn(async move {
                 let _ = skiff_kubelet::run(config, client, runtime).await;
@@ -230,9 +335,19 @@ async fn main() {
         for _ in 0..3 {
             let list = leases.list(&ListParams::default()).await.unwrap();
             let now = jiff::Timestamp::now();
-            for l in list.items.iter().filter(|l| l.metadata.name.as_deref().is_some_and(|n| n.starts_with("hollow-"))) {
+            for l in list.items.iter().filter(|l| {
+                l.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("hollow-"))
+            }) {
                 seen += 1;
-                let renewed = l.spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0).unwrap_or(now);
+                let renewed = l
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.renew_time.clone())
+                    .map(|t| t.0)
+                    .unwrap_or(now);
                 let age = now.duration_since(renewed).as_secs_f64();
                 worst = worst.max(age);
                 if age > 20.0 {

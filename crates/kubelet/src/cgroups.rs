@@ -9,8 +9,13 @@ use std::path::Path;
 /// A pod's QoS class, computed from its containers' requests and limits as
 /// upstream's `GetPodQOS` does.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = &pod.spec else { return "BestEffort" };
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let Some(spec) = &pod.spec else {
+        return "BestEffort";
+    };
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
     let mut any_set = false;
     let mut guaranteed = true;
     for c in containers {
@@ -38,7 +43,11 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 }
 
 fn is_zero(quantity: &str) -> bool {
-    quantity.trim_start_matches(['0', '.']).chars().next().is_none_or(|c| !c.is_ascii_digit())
+    quantity
+        .trim_start_matches(['0', '.'])
+        .chars()
+        .next()
+        .is_none_or(|c| !c.is_ascii_digit())
 }
 
 /// The pod's cgroup parent path, as CRI's `cgroup_parent` takes it.
@@ -56,7 +65,9 @@ pub fn pod_cgroup(root: &str, pod: &Pod) -> String {
 /// reported.
 pub fn remove_pod_cgroup(cgroup: &str) -> std::io::Result<()> {
     let base = Path::new("/sys/fs/cgroup");
-    let Ok(entries) = std::fs::read_dir(base) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Ok(());
+    };
     let mut result = Ok(());
     for entry in entries.flatten() {
         let dir = entry.path().join(cgroup.trim_start_matches('/'));
@@ -84,8 +95,12 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 
 /// Whether any hierarchy still has the pod's cgroup.
 pub fn pod_cgroup_exists(cgroup: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return false };
-    entries.flatten().any(|e| e.path().join(cgroup.trim_start_matches('/')).is_dir())
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return false;
+    };
+    entries
+        .flatten()
+        .any(|e| e.path().join(cgroup.trim_start_matches('/')).is_dir())
 }
 
 #[cfg(test)]
@@ -103,12 +118,17 @@ mod tests {
     #[test]
     fn qos_classes() {
         assert_eq!(qos_class(&pod(serde_json::json!({}))), "BestEffort");
-        let g = pod(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}));
+        let g = pod(
+            serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}),
+        );
         assert_eq!(qos_class(&g), "Guaranteed");
         assert_eq!(pod_cgroup("/kubepods", &g), "/kubepods/podu1");
         let b = pod(serde_json::json!({"requests": {"cpu": "100m"}}));
         assert_eq!(qos_class(&b), "Burstable");
         assert_eq!(pod_cgroup("/kubepods", &b), "/kubepods/burstable/podu1");
-        assert_eq!(qos_class(&pod(serde_json::json!({"requests": {"cpu": "0"}}))), "BestEffort");
+        assert_eq!(
+            qos_class(&pod(serde_json::json!({"requests": {"cpu": "0"}}))),
+            "BestEffort"
+        );
     }
 }

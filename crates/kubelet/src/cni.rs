@@ -32,10 +32,18 @@ pub async fn ensure_config(kubelet: &Kubelet) -> anyhow::Result<()> {
         }
     }
     let cidr = cidr.unwrap_or_else(|| "10.244.0.0/24".into());
-    tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
-    let text = render(&kubelet.config.cni_bridge, &cidr, &kubelet.config.root_dir.join("cni-ipam"));
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let text = render(
+        &kubelet.config.cni_bridge,
+        &cidr,
+        &kubelet.config.root_dir.join("cni-ipam"),
+    );
     let path = dir.join(FILE);
-    tokio::fs::write(&path, text).await.with_context(|| format!("writing {}", path.display()))?;
+    tokio::fs::write(&path, text)
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), %cidr, "wrote the node's CNI configuration");
     Ok(())
 }

@@ -124,17 +124,23 @@ impl KubeletConfiguration {
     /// Reads a configuration file, refusing a kind or version it is not.
     pub fn load(path: &std::path::Path) -> anyhow::Result<KubeletConfiguration> {
         let text = std::fs::read_to_string(path)?;
-        let config: KubeletConfiguration =
-            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let config: KubeletConfiguration = serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if let Some(kind) = &config.kind
             && kind != "KubeletConfiguration"
         {
-            anyhow::bail!("{}: kind is {kind}, want KubeletConfiguration", path.display());
+            anyhow::bail!(
+                "{}: kind is {kind}, want KubeletConfiguration",
+                path.display()
+            );
         }
         if let Some(v) = &config.api_version
             && v != "kubelet.config.k8s.io/v1beta1"
         {
-            anyhow::bail!("{}: apiVersion {v} is not kubelet.config.k8s.io/v1beta1", path.display());
+            anyhow::bail!(
+                "{}: apiVersion {v} is not kubelet.config.k8s.io/v1beta1",
+                path.display()
+            );
         }
         Ok(config)
     }
@@ -148,10 +154,16 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         anyhow::bail!("empty duration");
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
-        let number: f64 = number.parse().map_err(|_| anyhow::anyhow!("invalid duration {text:?}"))?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let number: f64 = number
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid duration {text:?}"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let seconds = match unit {
             "h" => 3600.0,
@@ -174,7 +186,9 @@ pub fn parse_taint(text: &str) -> anyhow::Result<Taint> {
         .rsplit_once(':')
         .ok_or_else(|| anyhow::anyhow!("invalid taint {text:?}: want key[=value]:Effect"))?;
     if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        anyhow::bail!("invalid taint {text:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute");
+        anyhow::bail!(
+            "invalid taint {text:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        );
     }
     let (key, value) = match kv.split_once('=') {
         Some((k, v)) => (k, Some(v.to_string())),
@@ -183,7 +197,12 @@ pub fn parse_taint(text: &str) -> anyhow::Result<Taint> {
     if key.is_empty() {
         anyhow::bail!("invalid taint {text:?}: empty key");
     }
-    Ok(Taint { key: key.into(), value, effect: effect.into(), time_added: None })
+    Ok(Taint {
+        key: key.into(),
+        value,
+        effect: effect.into(),
+        time_added: None,
+    })
 }
 
 #[cfg(test)]
@@ -202,7 +221,10 @@ mod tests {
     #[test]
     fn taints() {
         let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
-        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("dedicated", Some("gpu"), "NoSchedule"));
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
         let t = parse_taint("node.kubernetes.io/special:NoExecute").unwrap();
         assert_eq!(t.value, None);
         assert!(parse_taint("x=y:Sometimes").is_err());
@@ -219,7 +241,10 @@ mod tests {
         )
         .unwrap();
         let c = KubeletConfiguration::load(&path).unwrap();
-        assert_eq!(c.cluster_dns.unwrap(), vec!["10.0.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c.cluster_dns.unwrap(),
+            vec!["10.0.0.10".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(c.cluster_domain.as_deref(), Some("example.local"));
         std::fs::write(&path, "kind: Pod\n").unwrap();
         assert!(KubeletConfiguration::load(&path).is_err());

@@ -39,10 +39,21 @@ impl Recorder {
 
     /// Records an event about `object`; dropped (with a log line) when the
     /// queue is full rather than blocking the caller.
-    pub fn record(&self, object: ObjectReference, kind: Type, reason: &str, message: impl Into<String>) {
+    pub fn record(
+        &self,
+        object: ObjectReference,
+        kind: Type,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         let message = message.into();
         tracing::debug!(object = ?object.name, reason, %message, "event");
-        let pending = Pending { object, kind, reason: reason.into(), message };
+        let pending = Pending {
+            object,
+            kind,
+            reason: reason.into(),
+            message,
+        };
         if self.tx.try_send(pending).is_err() {
             tracing::warn!("event queue full; dropping an event");
         }
@@ -50,7 +61,10 @@ impl Recorder {
 }
 
 /// The reference to a pod that its events carry.
-pub fn pod_ref(pod: &k8s_openapi::api::core::v1::Pod, field_path: Option<String>) -> ObjectReference {
+pub fn pod_ref(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    field_path: Option<String>,
+) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
@@ -73,11 +87,18 @@ pub fn node_ref(name: &str) -> ObjectReference {
     }
 }
 
+/// (object uid, field path, reason, message): what makes two events the same.
+type EventKey = (String, String, String, String);
+
 async fn write_events(client: kube::Client, node: String, mut rx: mpsc::Receiver<Pending>) {
     // (object uid, field path, reason, message) → (event name, namespace, count)
-    let mut seen: HashMap<(String, String, String, String), (String, String, i32)> = HashMap::new();
+    let mut seen: HashMap<EventKey, (String, String, i32)> = HashMap::new();
     while let Some(p) = rx.recv().await {
-        let namespace = p.object.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = p
+            .object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let key = (
             p.object.uid.clone().unwrap_or_default(),
             p.object.field_path.clone().unwrap_or_default(),
@@ -90,7 +111,10 @@ async fn write_events(client: kube::Client, node: String, mut rx: mpsc::Receiver
             *count += 1;
             let patch = serde_json::json!({"count": *count, "lastTimestamp": Time(now)});
             let api: Api<Event> = Api::namespaced(client.clone(), ns);
-            match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => continue,
                 Err(err) => tracing::debug!("updating event {name}: {err}; writing a new one"),
             }
@@ -98,7 +122,11 @@ async fn write_events(client: kube::Client, node: String, mut rx: mpsc::Receiver
         let object_name = p.object.name.clone().unwrap_or_default();
         let name = format!("{object_name}.{:x}", now.as_nanosecond());
         let event = Event {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             involved_object: p.object,
             reason: Some(p.reason),
             message: Some(p.message),
@@ -106,7 +134,10 @@ async fn write_events(client: kube::Client, node: String, mut rx: mpsc::Receiver
                 Type::Normal => "Normal".into(),
                 Type::Warning => "Warning".into(),
             }),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: Some(node.clone()),
+            }),
             reporting_component: Some("kubelet".into()),
             reporting_instance: Some(node.clone()),
             first_timestamp: Some(Time(now)),

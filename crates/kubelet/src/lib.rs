@@ -37,7 +37,11 @@ pub struct Kubelet {
 }
 
 /// Runs a kubelet until the process is stopped.
-pub async fn run(config: Config, client: kube::Client, runtime: Arc<dyn cri::Runtime>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    client: kube::Client,
+    runtime: Arc<dyn cri::Runtime>,
+) -> anyhow::Result<()> {
     let host_ip = config.node_ip.unwrap_or_else(sys::default_ip);
     let events = events::Recorder::new(client.clone(), &config.node_name);
     let kubelet = Arc::new(Kubelet {
@@ -57,7 +61,9 @@ pub async fn run(config: Config, client: kube::Client, runtime: Arc<dyn cri::Run
     if kubelet.config.write_cni_config {
         cni::ensure_config(&kubelet).await?;
     }
-    node::register(&kubelet).await.context("registering the node")?;
+    node::register(&kubelet)
+        .await
+        .context("registering the node")?;
     tokio::spawn(node::status_loop(kubelet.clone()));
     tokio::spawn(node::lease_loop(kubelet.clone()));
     if kubelet.config.port != 0 {

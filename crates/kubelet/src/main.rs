@@ -82,7 +82,10 @@ struct Options {
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -90,35 +93,66 @@ fn main() -> anyhow::Result<()> {
         Some(path) => KubeletConfiguration::load(path)?,
         None => KubeletConfiguration::default(),
     };
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
     let node_name = options.hostname_override.clone().unwrap_or(hostname);
     let mut config = skiff_kubelet::Config::new(&node_name);
     config.root_dir = options.root_dir.clone();
-    config.pod_logs_dir = options.pod_logs_dir.clone().or(file.pod_logs_dir).unwrap_or(config.pod_logs_dir);
+    config.pod_logs_dir = options
+        .pod_logs_dir
+        .clone()
+        .or(file.pod_logs_dir)
+        .unwrap_or(config.pod_logs_dir);
     config.pod_manifest_path = options.pod_manifest_path.clone().or(file.static_pod_path);
     config.pod_cidr = options.pod_cidr.clone().or(file.pod_cidr);
     config.node_ip = options.node_ip;
-    config.cluster_dns = if options.cluster_dns.is_empty() { file.cluster_dns.unwrap_or_default() } else { options.cluster_dns.clone() };
-    config.cluster_domain = options.cluster_domain.clone().or(file.cluster_domain).unwrap_or(config.cluster_domain);
+    config.cluster_dns = if options.cluster_dns.is_empty() {
+        file.cluster_dns.unwrap_or_default()
+    } else {
+        options.cluster_dns.clone()
+    };
+    config.cluster_domain = options
+        .cluster_domain
+        .clone()
+        .or(file.cluster_domain)
+        .unwrap_or(config.cluster_domain);
     config.register_with_taints = if options.register_with_taints.is_empty() {
         file.register_with_taints.unwrap_or_default()
     } else {
-        options.register_with_taints.iter().map(|t| parse_taint(t)).collect::<anyhow::Result<_>>()?
+        options
+            .register_with_taints
+            .iter()
+            .map(|t| parse_taint(t))
+            .collect::<anyhow::Result<_>>()?
     };
     for label in &options.node_labels {
-        let (k, v) = label.split_once('=').ok_or_else(|| anyhow::anyhow!("invalid --node-labels entry {label:?}: want key=value"))?;
+        let (k, v) = label.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("invalid --node-labels entry {label:?}: want key=value")
+        })?;
         config.node_labels.insert(k.into(), v.into());
     }
     config.port = options.port.or(file.port).unwrap_or(config.port);
     config.address = options.address.or(file.address).unwrap_or(config.address);
     config.tls_cert_file = options.tls_cert_file.clone().or(file.tls_cert_file);
-    config.tls_private_key_file = options.tls_private_key_file.clone().or(file.tls_private_key_file);
-    config.client_ca_file = options
-        .client_ca_file
+    config.tls_private_key_file = options
+        .tls_private_key_file
         .clone()
-        .or(file.authentication.and_then(|a| a.x509).and_then(|x| x.client_ca_file));
-    config.max_pods = options.max_pods.or(file.max_pods).unwrap_or(config.max_pods);
-    if let Some(f) = options.node_status_update_frequency.clone().or(file.node_status_update_frequency) {
+        .or(file.tls_private_key_file);
+    config.client_ca_file = options.client_ca_file.clone().or(file
+        .authentication
+        .and_then(|a| a.x509)
+        .and_then(|x| x.client_ca_file));
+    config.max_pods = options
+        .max_pods
+        .or(file.max_pods)
+        .unwrap_or(config.max_pods);
+    if let Some(f) = options
+        .node_status_update_frequency
+        .clone()
+        .or(file.node_status_update_frequency)
+    {
         config.node_status_update_frequency = parse_duration(&f)?;
     }
     if let Some(d) = file.node_lease_duration_seconds {
@@ -126,8 +160,15 @@ fn main() -> anyhow::Result<()> {
     }
     config.cni_conf_dir = options.cni_conf_dir.clone();
     config.cni_bridge = options.cni_bridge.clone();
-    config.cgroup_root = options.cgroup_root.clone().or(file.cgroup_root).unwrap_or(config.cgroup_root);
-    let endpoint = file.container_runtime_endpoint.filter(|_| options.container_runtime_endpoint == "unix:///run/containerd/containerd.sock").unwrap_or(options.container_runtime_endpoint.clone());
+    config.cgroup_root = options
+        .cgroup_root
+        .clone()
+        .or(file.cgroup_root)
+        .unwrap_or(config.cgroup_root);
+    let endpoint = file
+        .container_runtime_endpoint
+        .filter(|_| options.container_runtime_endpoint == "unix:///run/containerd/containerd.sock")
+        .unwrap_or(options.container_runtime_endpoint.clone());
     let fake = options.runtime == "fake";
     if fake {
         config.manage_host = false;
@@ -136,11 +177,18 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let kubeconfig = options.kubeconfig.clone().or(options.bootstrap_kubeconfig.clone());
+        let kubeconfig = options
+            .kubeconfig
+            .clone()
+            .or(options.bootstrap_kubeconfig.clone());
         let client = match kubeconfig {
             Some(path) => {
                 let kc = kube::config::Kubeconfig::read_from(&path)?;
-                let c = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+                let c = kube::Config::from_custom_kubeconfig(
+                    kc,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await?;
                 kube::Client::try_from(c)?
             }
             None => kube::Client::try_default().await?,

@@ -5,8 +5,8 @@
 use crate::{Kubelet, sys};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -21,7 +21,10 @@ pub async fn register(kubelet: &Kubelet) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(kubelet.client.clone());
     let config = &kubelet.config;
     let mut labels = BTreeMap::from([
-        ("kubernetes.io/hostname".to_string(), config.node_name.clone()),
+        (
+            "kubernetes.io/hostname".to_string(),
+            config.node_name.clone(),
+        ),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         ("kubernetes.io/arch".to_string(), go_arch().to_string()),
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
@@ -41,7 +44,8 @@ pub async fn register(kubelet: &Kubelet) -> anyhow::Result<()> {
         spec: Some(NodeSpec {
             pod_cidr: config.pod_cidr.clone(),
             pod_cidrs: config.pod_cidr.clone().map(|c| vec![c]),
-            taints: (!config.register_with_taints.is_empty()).then(|| config.register_with_taints.clone()),
+            taints: (!config.register_with_taints.is_empty())
+                .then(|| config.register_with_taints.clone()),
             ..Default::default()
         }),
         status: None,
@@ -56,7 +60,13 @@ pub async fn register(kubelet: &Kubelet) -> anyhow::Result<()> {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Already registered (a restart): reconcile our labels.
                 let patch = serde_json::json!({"metadata": {"labels": labels}});
-                nodes.patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                nodes
+                    .patch(
+                        &config.node_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
                 tracing::info!(node = %config.node_name, "node was already registered");
                 break;
             }
@@ -94,8 +104,19 @@ pub async fn status_loop(kubelet: Arc<Kubelet>) {
     }
 }
 
-fn condition(kind: &str, ok: bool, reason: &str, message: &str, now: jiff::Timestamp, was: Option<&NodeCondition>) -> NodeCondition {
-    let status = if ok == (kind == "Ready") { "True" } else { "False" };
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    was: Option<&NodeCondition>,
+) -> NodeCondition {
+    let status = if ok == (kind == "Ready") {
+        "True"
+    } else {
+        "False"
+    };
     let transition = match was {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => Some(Time(now)),
@@ -115,7 +136,11 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(kubelet.client.clone());
     let config = &kubelet.config;
     let current = nodes.get(&config.node_name).await?;
-    let old_conditions = current.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let old_conditions = current
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let find = |kind: &str| old_conditions.iter().find(|c| c.type_ == kind);
     let now = jiff::Timestamp::now();
 
@@ -127,36 +152,109 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
         // Hollow nodes report a fixed, modest machine.
         (4, 16 << 30, 100 << 30)
     };
-    let (_, disk_free) = if config.manage_host { sys::filesystem_bytes(&config.root_dir).unwrap_or((1, 1)) } else { (1, 1) };
-    let (_, mem_free) = if config.manage_host { sys::memory_bytes() } else { (1, 1) };
+    let (_, disk_free) = if config.manage_host {
+        sys::filesystem_bytes(&config.root_dir).unwrap_or((1, 1))
+    } else {
+        (1, 1)
+    };
+    let (_, mem_free) = if config.manage_host {
+        sys::memory_bytes()
+    } else {
+        (1, 1)
+    };
     // Upstream's default hard eviction thresholds: memory.available<100Mi,
     // nodefs.available<10%.
     let memory_pressure = config.manage_host && mem_free < 100 << 20;
     let disk_pressure = config.manage_host && storage > 0 && disk_free * 10 < storage;
 
     let runtime_ok = match kubelet.runtime.status().await {
-        Ok(s) => s.conditions.iter().filter(|c| c.r#type == "RuntimeReady" || c.r#type == "NetworkReady").all(|c| c.status),
+        Ok(s) => s
+            .conditions
+            .iter()
+            .filter(|c| c.r#type == "RuntimeReady" || c.r#type == "NetworkReady")
+            .all(|c| c.status),
         Err(_) => false,
     };
-    let ready_message = if runtime_ok { "kubelet is posting ready status" } else { "container runtime is down or its network is not ready" };
+    let ready_message = if runtime_ok {
+        "kubelet is posting ready status"
+    } else {
+        "container runtime is down or its network is not ready"
+    };
     let conditions = vec![
-        condition("MemoryPressure", !memory_pressure, if memory_pressure { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" }, if memory_pressure { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }, now, find("MemoryPressure")),
-        condition("DiskPressure", !disk_pressure, if disk_pressure { "KubeletHasDiskPressure" } else { "KubeletHasNoDiskPressure" }, if disk_pressure { "kubelet has disk pressure" } else { "kubelet has no disk pressure" }, now, find("DiskPressure")),
-        condition("PIDPressure", true, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now, find("PIDPressure")),
-        condition("Ready", runtime_ok, if runtime_ok { "KubeletReady" } else { "KubeletNotReady" }, ready_message, now, find("Ready")),
+        condition(
+            "MemoryPressure",
+            !memory_pressure,
+            if memory_pressure {
+                "KubeletHasInsufficientMemory"
+            } else {
+                "KubeletHasSufficientMemory"
+            },
+            if memory_pressure {
+                "kubelet has insufficient memory available"
+            } else {
+                "kubelet has sufficient memory available"
+            },
+            now,
+            find("MemoryPressure"),
+        ),
+        condition(
+            "DiskPressure",
+            !disk_pressure,
+            if disk_pressure {
+                "KubeletHasDiskPressure"
+            } else {
+                "KubeletHasNoDiskPressure"
+            },
+            if disk_pressure {
+                "kubelet has disk pressure"
+            } else {
+                "kubelet has no disk pressure"
+            },
+            now,
+            find("DiskPressure"),
+        ),
+        condition(
+            "PIDPressure",
+            true,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+            now,
+            find("PIDPressure"),
+        ),
+        condition(
+            "Ready",
+            runtime_ok,
+            if runtime_ok {
+                "KubeletReady"
+            } else {
+                "KubeletNotReady"
+            },
+            ready_message,
+            now,
+            find("Ready"),
+        ),
     ];
 
     let q = |v: String| Quantity(v);
     let capacity = BTreeMap::from([
         ("cpu".to_string(), q(cpu.to_string())),
         ("memory".to_string(), q(format!("{}Ki", memory / 1024))),
-        ("ephemeral-storage".to_string(), q(format!("{}Ki", storage / 1024))),
+        (
+            "ephemeral-storage".to_string(),
+            q(format!("{}Ki", storage / 1024)),
+        ),
         ("pods".to_string(), q(config.max_pods.to_string())),
         ("hugepages-2Mi".to_string(), q("0".into())),
     ]);
     let mut allocatable = capacity.clone();
-    allocatable.insert("memory".into(), q(format!("{}Ki", memory.saturating_sub(100 << 20) / 1024)));
-    allocatable.insert("ephemeral-storage".into(), q((storage - storage / 10).to_string()));
+    allocatable.insert(
+        "memory".into(),
+        q(format!("{}Ki", memory.saturating_sub(100 << 20) / 1024)),
+    );
+    allocatable.insert(
+        "ephemeral-storage".into(),
+        q((storage - storage / 10).to_string()),
+    );
 
     let mut images: Vec<ContainerImage> = match kubelet.runtime.list_images().await {
         Ok(list) => list
@@ -164,7 +262,10 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
             .map(|i| {
                 let mut names = i.repo_tags.clone();
                 names.extend(i.repo_digests.clone());
-                ContainerImage { names: Some(names), size_bytes: Some(i.size as i64) }
+                ContainerImage {
+                    names: Some(names),
+                    size_bytes: Some(i.size as i64),
+                }
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -174,19 +275,36 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
 
     let version = kubelet.runtime.version().await.ok();
     let (kernel, os_image, machine_id, boot_id) = sys::node_info_facts();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let status = NodeStatus {
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: kubelet.host_ip.to_string() },
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: kubelet.host_ip.to_string(),
+            },
             NodeAddress {
                 type_: "Hostname".into(),
-                address: if config.manage_host && !hostname.is_empty() && config.node_name == hostname { hostname } else { config.node_name.clone() },
+                address: if config.manage_host
+                    && !hostname.is_empty()
+                    && config.node_name == hostname
+                {
+                    hostname
+                } else {
+                    config.node_name.clone()
+                },
             },
         ]),
         allocatable: Some(allocatable),
         capacity: Some(capacity),
         conditions: Some(conditions),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(config.port) }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(config.port),
+            }),
+        }),
         images: Some(images),
         node_info: Some(NodeSystemInfo {
             architecture: go_arch().into(),
@@ -207,11 +325,25 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
     };
     let patch = serde_json::json!({ "status": status });
     nodes
-        .patch_status(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &config.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     if first {
-        kubelet.events.record(crate::events::node_ref(&config.node_name), crate::events::Type::Normal, "Starting", "Starting kubelet.");
-        kubelet.events.record(crate::events::node_ref(&config.node_name), crate::events::Type::Normal, "NodeReady", format!("Node {} status is now: NodeReady", config.node_name));
+        kubelet.events.record(
+            crate::events::node_ref(&config.node_name),
+            crate::events::Type::Normal,
+            "Starting",
+            "Starting kubelet.",
+        );
+        kubelet.events.record(
+            crate::events::node_ref(&config.node_name),
+            crate::events::Type::Normal,
+            "NodeReady",
+            format!("Node {} status is now: NodeReady", config.node_name),
+        );
     }
     Ok(())
 }
@@ -241,7 +373,12 @@ pub async fn lease_loop(kubelet: Arc<Kubelet>) {
     }
 }
 
-async fn renew_lease(kubelet: &Kubelet, leases: &Api<Lease>, name: &str, duration: i32) -> kube::Result<()> {
+async fn renew_lease(
+    kubelet: &Kubelet,
+    leases: &Api<Lease>,
+    name: &str,
+    duration: i32,
+) -> kube::Result<()> {
     let now = MicroTime(jiff::Timestamp::now());
     match leases.get_opt(name).await? {
         Some(mut lease) => {
@@ -253,17 +390,26 @@ async fn renew_lease(kubelet: &Kubelet, leases: &Api<Lease>, name: &str, duratio
         }
         None => {
             let node: Api<Node> = Api::all(kubelet.client.clone());
-            let owner = node.get(name).await.ok().and_then(|n| n.metadata.uid).map(|uid| {
-                vec![OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: name.into(),
-                    uid,
-                    ..Default::default()
-                }]
-            });
+            let owner = node
+                .get(name)
+                .await
+                .ok()
+                .and_then(|n| n.metadata.uid)
+                .map(|uid| {
+                    vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: name.into(),
+                        uid,
+                        ..Default::default()
+                    }]
+                });
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(name.into()), owner_references: owner, ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    owner_references: owner,
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(name.into()),
                     lease_duration_seconds: Some(duration),

@@ -14,14 +14,16 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_openapi::api::authorization::v1::{NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
+use rustls::pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -44,7 +46,9 @@ pub async fn serve(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
         let acceptor = acceptor.clone();
         let kubelet = kubelet.clone();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(stream).await else { return };
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
             let user = stream
                 .get_ref()
                 .1
@@ -65,15 +69,23 @@ pub async fn serve(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
 
 fn tls_config(kubelet: &Kubelet) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (certs, key) = match (&kubelet.config.tls_cert_file, &kubelet.config.tls_private_key_file) {
+    let (certs, key) = match (
+        &kubelet.config.tls_cert_file,
+        &kubelet.config.tls_private_key_file,
+    ) {
         (Some(cert), Some(key)) => {
-            let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)?
+                .collect::<Result<Vec<_>, _>>()?;
             let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)?;
             (certs, key)
         }
         _ => {
             // Upstream self-signs a serving certificate when none is given.
-            let names = vec![kubelet.config.node_name.clone(), kubelet.host_ip.to_string(), "localhost".into()];
+            let names = vec![
+                kubelet.config.node_name.clone(),
+                kubelet.host_ip.to_string(),
+                "localhost".into(),
+            ];
             let cert = rcgen::generate_simple_self_signed(names)?;
             (
                 vec![cert.cert.der().clone()],
@@ -81,16 +93,20 @@ fn tls_config(kubelet: &Kubelet) -> anyhow::Result<rustls::ServerConfig> {
             )
         }
     };
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match &kubelet.config.client_ca_file {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
                 roots.add(c?)?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -102,14 +118,28 @@ fn tls_config(kubelet: &Kubelet) -> anyhow::Result<rustls::ServerConfig> {
 fn x509_common_name(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    let cn = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
     Some((cn, groups))
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in req.uri().query().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         map.entry(decode(k)).or_default().push(decode(v));
     }
@@ -139,7 +169,11 @@ fn decode(s: &str) -> String {
 }
 
 /// The SubjectAccessReview attributes upstream's kubelet uses for a path.
-fn attributes(path: &str, method: &http::Method, node: &str) -> (Option<ResourceAttributes>, Option<NonResourceAttributes>) {
+fn attributes(
+    path: &str,
+    method: &http::Method,
+    node: &str,
+) -> (Option<ResourceAttributes>, Option<NonResourceAttributes>) {
     let verb = match *method {
         http::Method::GET | http::Method::HEAD => "get",
         http::Method::POST => "create",
@@ -152,7 +186,15 @@ fn attributes(path: &str, method: &http::Method, node: &str) -> (Option<Resource
         "stats" => "stats",
         "metrics" => "metrics",
         "logs" => "log",
-        "healthz" => return (None, Some(NonResourceAttributes { path: Some(path.into()), verb: Some(verb.into()) })),
+        "healthz" => {
+            return (
+                None,
+                Some(NonResourceAttributes {
+                    path: Some(path.into()),
+                    verb: Some(verb.into()),
+                }),
+            );
+        }
         _ => "proxy",
     };
     (
@@ -167,7 +209,11 @@ fn attributes(path: &str, method: &http::Method, node: &str) -> (Option<Resource
     )
 }
 
-async fn authorize(kubelet: &Kubelet, user: &Option<(String, Vec<String>)>, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+async fn authorize(
+    kubelet: &Kubelet,
+    user: &Option<(String, Vec<String>)>,
+    req: &Request<Incoming>,
+) -> Result<(), Response<Body>> {
     if req.uri().path() == "/healthz" {
         return Ok(());
     }
@@ -185,7 +231,8 @@ async fn authorize(kubelet: &Kubelet, user: &Option<(String, Vec<String>)>, req:
     let Some((name, groups)) = &user else {
         return Err(full(StatusCode::UNAUTHORIZED, "Unauthorized"));
     };
-    let (resource_attributes, non_resource_attributes) = attributes(req.uri().path(), req.method(), &kubelet.config.node_name);
+    let (resource_attributes, non_resource_attributes) =
+        attributes(req.uri().path(), req.method(), &kubelet.config.node_name);
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(name.clone()),
@@ -201,18 +248,34 @@ async fn authorize(kubelet: &Kubelet, user: &Option<(String, Vec<String>)>, req:
         Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => Ok(()),
         Ok(_) => Err(full(
             StatusCode::FORBIDDEN,
-            format!("Forbidden (user={name}, verb={}, resource=nodes, subresource(s)=[proxy])", req.method().as_str().to_lowercase()),
+            format!(
+                "Forbidden (user={name}, verb={}, resource=nodes, subresource(s)=[proxy])",
+                req.method().as_str().to_lowercase()
+            ),
         )),
-        Err(err) => Err(full(StatusCode::INTERNAL_SERVER_ERROR, format!("authorization failed: {err}"))),
+        Err(err) => Err(full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("authorization failed: {err}"),
+        )),
     }
 }
 
 /// A bearer token's user, from a TokenReview (upstream's webhook authentication).
 async fn token_user(kubelet: &Kubelet, token: String) -> Option<(String, Vec<String>)> {
     use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-    let review = TokenReview { spec: TokenReviewSpec { token: Some(token), audiences: None }, ..Default::default() };
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token),
+            audiences: None,
+        },
+        ..Default::default()
+    };
     let api: Api<TokenReview> = Api::all(kubelet.client.clone());
-    let status = api.create(&PostParams::default(), &review).await.ok()?.status?;
+    let status = api
+        .create(&PostParams::default(), &review)
+        .await
+        .ok()?
+        .status?;
     if !status.authenticated.unwrap_or(false) {
         return None;
     }
@@ -220,7 +283,11 @@ async fn token_user(kubelet: &Kubelet, token: String) -> Option<(String, Vec<Str
     Some((user.username?, user.groups.unwrap_or_default()))
 }
 
-async fn handle(kubelet: Arc<Kubelet>, user: Option<(String, Vec<String>)>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    kubelet: Arc<Kubelet>,
+    user: Option<(String, Vec<String>)>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if let Err(resp) = authorize(&kubelet, &user, &req).await {
         return resp;
     }
@@ -230,7 +297,9 @@ async fn handle(kubelet: Arc<Kubelet>, user: Option<(String, Vec<String>)>, req:
         ["healthz"] => full(StatusCode::OK, "ok"),
         ["pods"] => pods(&kubelet),
         ["metrics"] => metrics(&kubelet),
-        ["containerLogs", ns, pod, container] => container_logs(&kubelet, ns, pod, container, query(&req)).await,
+        ["containerLogs", ns, pod, container] => {
+            container_logs(&kubelet, ns, pod, container, query(&req)).await
+        }
         ["exec", ns, pod, container] | ["attach", ns, pod, container] => {
             let kind = parts[0].to_string();
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
@@ -245,10 +314,22 @@ async fn handle(kubelet: Arc<Kubelet>, user: Option<(String, Vec<String>)>, req:
 }
 
 fn pods(kubelet: &Kubelet) -> Response<Body> {
-    let items: Vec<Pod> = kubelet.pods.known.lock().unwrap().values().map(|p| (**p).clone()).collect();
-    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
-    let mut r = full(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default());
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    let items: Vec<Pod> = kubelet
+        .pods
+        .known
+        .lock()
+        .unwrap()
+        .values()
+        .map(|p| (**p).clone())
+        .collect();
+    let list =
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
+    let mut r = full(
+        StatusCode::OK,
+        serde_json::to_vec(&list).unwrap_or_default(),
+    );
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -268,14 +349,19 @@ fn find_pod(kubelet: &Kubelet, ns: &str, name: &str) -> Option<Arc<Pod>> {
         .lock()
         .unwrap()
         .values()
-        .find(|p| p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name))
+        .find(|p| {
+            p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name)
+        })
         .cloned()
 }
 
 /// The pod's containers named `container`, newest first.
 async fn containers_named(kubelet: &Kubelet, pod: &Pod, container: &str) -> Vec<api::Container> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let filter = api::ContainerFilter { label_selector: pod_uid_selector(&uid), ..Default::default() };
+    let filter = api::ContainerFilter {
+        label_selector: pod_uid_selector(&uid),
+        ..Default::default()
+    };
     let mut list: Vec<api::Container> = kubelet
         .runtime
         .list_containers(Some(filter))
@@ -306,24 +392,51 @@ fn parse_log_line(line: &str) -> Option<LogLine> {
     Some(LogLine { time, text })
 }
 
-async fn container_logs(kubelet: &Arc<Kubelet>, ns: &str, name: &str, container: &str, q: HashMap<String, Vec<String>>) -> Response<Body> {
+async fn container_logs(
+    kubelet: &Arc<Kubelet>,
+    ns: &str,
+    name: &str,
+    container: &str,
+    q: HashMap<String, Vec<String>>,
+) -> Response<Body> {
     let get = |k: &str| q.get(k).and_then(|v| v.first()).cloned();
     let flag = |k: &str| get(k).is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     let Some(pod) = find_pod(kubelet, ns, name) else {
-        return full(StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"));
+        return full(
+            StatusCode::NOT_FOUND,
+            format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"),
+        );
     };
     let containers = containers_named(kubelet, &pod, container).await;
-    let pick = if flag("previous") { containers.get(1) } else { containers.first() };
+    let pick = if flag("previous") {
+        containers.get(1)
+    } else {
+        containers.first()
+    };
     let Some(c) = pick.cloned() else {
-        let which = if flag("previous") { "previous terminated container" } else { "container" };
-        return full(StatusCode::BAD_REQUEST, format!("{which} \"{container}\" in pod \"{name}\" not found"));
+        let which = if flag("previous") {
+            "previous terminated container"
+        } else {
+            "container"
+        };
+        return full(
+            StatusCode::BAD_REQUEST,
+            format!("{which} \"{container}\" in pod \"{name}\" not found"),
+        );
     };
     let status = match kubelet.runtime.container_status(&c.id).await {
         Ok(s) => s,
         Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
-    let log_dir = kubelet.config.pod_logs_dir.join(crate::pods::spec::log_dir_name(&pod));
-    let path = if status.log_path.starts_with('/') { std::path::PathBuf::from(&status.log_path) } else { log_dir.join(&status.log_path) };
+    let log_dir = kubelet
+        .config
+        .pod_logs_dir
+        .join(crate::pods::spec::log_dir_name(&pod));
+    let path = if status.log_path.starts_with('/') {
+        std::path::PathBuf::from(&status.log_path)
+    } else {
+        log_dir.join(&status.log_path)
+    };
     let tail: Option<usize> = get("tailLines").and_then(|v| v.parse().ok());
     let since: Option<jiff::Timestamp> = get("sinceSeconds")
         .and_then(|v| v.parse::<i64>().ok())
@@ -336,10 +449,18 @@ async fn container_logs(kubelet: &Arc<Kubelet>, ns: &str, name: &str, container:
     let kubelet = kubelet.clone();
     let id = c.id.clone();
     tokio::spawn(async move {
-        let Ok(file) = tokio::fs::File::open(&path).await else { return };
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            return;
+        };
         let mut reader = tokio::io::BufReader::new(file);
         let mut sent = 0usize;
-        let render = |l: &LogLine| if timestamps { format!("{} {}", l.time, l.text) } else { l.text.clone() };
+        let render = |l: &LogLine| {
+            if timestamps {
+                format!("{} {}", l.time, l.text)
+            } else {
+                l.text.clone()
+            }
+        };
         // Existing content, filtered by sinceSeconds and tailLines.
         let mut lines: Vec<LogLine> = Vec::new();
         let mut buf = String::new();
@@ -347,7 +468,8 @@ async fn container_logs(kubelet: &Arc<Kubelet>, ns: &str, name: &str, container:
             if buf.ends_with('\n')
                 && let Some(l) = parse_log_line(buf.trim_end_matches('\n'))
             {
-                let keep = since.is_none_or(|s| l.time.parse::<jiff::Timestamp>().is_ok_and(|t| t >= s));
+                let keep =
+                    since.is_none_or(|s| l.time.parse::<jiff::Timestamp>().is_ok_and(|t| t >= s));
                 if keep {
                     lines.push(l);
                 }
@@ -380,7 +502,10 @@ async fn container_logs(kubelet: &Arc<Kubelet>, ns: &str, name: &str, container:
             let n = reader.read_line(&mut buf).await.unwrap_or(0);
             if n > 0 && buf.ends_with('\n') {
                 if let Some(l) = parse_log_line(buf.trim_end_matches('\n'))
-                    && tx.send(Ok(Frame::data(Bytes::from(render(&l))))).await.is_err()
+                    && tx
+                        .send(Ok(Frame::data(Bytes::from(render(&l)))))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -410,39 +535,82 @@ async fn container_logs(kubelet: &Arc<Kubelet>, ns: &str, name: &str, container:
     });
     let body = StreamBody::new(tokio_stream_from(rx));
     let mut r = Response::new(BodyExt::boxed(body));
-    r.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
     r
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Exec, attach and port-forward: asks the runtime for a streaming URL and
 /// relays the client's upgrade request to it, then splices the connections.
-async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &str, name: &str, container: Option<&str>) -> Response<Body> {
+async fn stream(
+    kubelet: &Kubelet,
+    mut req: Request<Incoming>,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Response<Body> {
     let Some(pod) = find_pod(kubelet, ns, name) else {
-        return full(StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"));
+        return full(
+            StatusCode::NOT_FOUND,
+            format!("pod \"{name}\" in namespace \"{ns}\" not found on this node"),
+        );
     };
     let q = query(&req);
-    let flag = |k: &str| q.get(k).and_then(|v| v.first()).is_some_and(|v| v == "1" || v == "true");
+    let flag = |k: &str| {
+        q.get(k)
+            .and_then(|v| v.first())
+            .is_some_and(|v| v == "1" || v == "true")
+    };
     let url = match (kind, container) {
         ("portForward", _) => {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let sandboxes = kubelet
                 .runtime
-                .list_pod_sandbox(Some(api::PodSandboxFilter { label_selector: pod_uid_selector(&uid), ..Default::default() }))
+                .list_pod_sandbox(Some(api::PodSandboxFilter {
+                    label_selector: pod_uid_selector(&uid),
+                    ..Default::default()
+                }))
                 .await
                 .unwrap_or_default();
-            let Some(s) = sandboxes.iter().find(|s| s.state == api::PodSandboxState::SandboxReady as i32) else {
+            let Some(s) = sandboxes
+                .iter()
+                .find(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+            else {
                 return full(StatusCode::BAD_REQUEST, "pod has no running sandbox");
             };
-            let ports = q.get("port").cloned().unwrap_or_default().iter().flat_map(|p| p.split(',')).filter_map(|p| p.trim().parse().ok()).collect();
-            kubelet.runtime.port_forward(api::PortForwardRequest { pod_sandbox_id: s.id.clone(), port: ports }).await
+            let ports = q
+                .get("port")
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|p| p.split(','))
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            kubelet
+                .runtime
+                .port_forward(api::PortForwardRequest {
+                    pod_sandbox_id: s.id.clone(),
+                    port: ports,
+                })
+                .await
         }
         (_, Some(container)) => {
-            let Some(c) = containers_named(kubelet, &pod, container).await.into_iter().find(|c| c.state == api::ContainerState::ContainerRunning as i32) else {
-                return full(StatusCode::BAD_REQUEST, format!("container {container} is not running"));
+            let Some(c) = containers_named(kubelet, &pod, container)
+                .await
+                .into_iter()
+                .find(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            else {
+                return full(
+                    StatusCode::BAD_REQUEST,
+                    format!("container {container} is not running"),
+                );
             };
             if kind == "exec" {
                 kubelet
@@ -476,25 +644,46 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
         Err(err) => return full(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
     let Ok(target) = url.parse::<http::Uri>() else {
-        return full(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime returned a bad URL {url}"));
+        return full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("runtime returned a bad URL {url}"),
+        );
     };
-    let authority = target.authority().map(|a| a.to_string()).unwrap_or_default();
+    let authority = target
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut backend = match tokio::net::TcpStream::connect(&authority).await {
         Ok(s) => s,
-        Err(err) => return full(StatusCode::BAD_GATEWAY, format!("connecting to the runtime's stream server: {err}")),
+        Err(err) => {
+            return full(
+                StatusCode::BAD_GATEWAY,
+                format!("connecting to the runtime's stream server: {err}"),
+            );
+        }
     };
     // Relay the request head with the upgrade headers.
-    let mut head = format!("{} {} HTTP/1.1\r\nHost: {authority}\r\n", req.method(), target.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {authority}\r\n",
+        req.method(),
+        target.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
     for (k, v) in req.headers() {
         let k = k.as_str();
-        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("content-length") {
+        if k.eq_ignore_ascii_case("host")
+            || k.eq_ignore_ascii_case("authorization")
+            || k.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
     }
     head.push_str("\r\n");
     if backend.write_all(head.as_bytes()).await.is_err() {
-        return full(StatusCode::BAD_GATEWAY, "writing to the runtime's stream server failed");
+        return full(
+            StatusCode::BAD_GATEWAY,
+            "writing to the runtime's stream server failed",
+        );
     }
     // Read the response head.
     let mut response_bytes = Vec::new();
@@ -502,7 +691,12 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
     while !response_bytes.ends_with(b"\r\n\r\n") {
         match backend.read(&mut byte).await {
             Ok(1) => response_bytes.push(byte[0]),
-            _ => return full(StatusCode::BAD_GATEWAY, "the runtime's stream server closed the connection"),
+            _ => {
+                return full(
+                    StatusCode::BAD_GATEWAY,
+                    "the runtime's stream server closed the connection",
+                );
+            }
         }
         if response_bytes.len() > 64 * 1024 {
             return full(StatusCode::BAD_GATEWAY, "oversized response head");
@@ -511,7 +705,11 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
     let text = String::from_utf8_lossy(&response_bytes).to_string();
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let code: u16 = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(502);
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(502);
     let mut response = Response::builder().status(code);
     for line in lines.filter(|l| !l.is_empty()) {
         if let Some((k, v)) = line.split_once(':') {
@@ -520,8 +718,14 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
     }
     if code != 101 {
         let mut rest = Vec::new();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend.read_to_end(&mut rest)).await;
-        return response.body(Full::new(Bytes::from(rest)).boxed()).unwrap_or_else(|_| full(StatusCode::BAD_GATEWAY, ""));
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            backend.read_to_end(&mut rest),
+        )
+        .await;
+        return response
+            .body(Full::new(Bytes::from(rest)).boxed())
+            .unwrap_or_else(|_| full(StatusCode::BAD_GATEWAY, ""));
     }
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -530,7 +734,9 @@ async fn stream(kubelet: &Kubelet, mut req: Request<Incoming>, kind: &str, ns: &
             let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
         }
     });
-    response.body(Full::new(Bytes::new()).boxed()).unwrap_or_else(|_| full(StatusCode::BAD_GATEWAY, ""))
+    response
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap_or_else(|_| full(StatusCode::BAD_GATEWAY, ""))
 }
 
 #[cfg(test)]

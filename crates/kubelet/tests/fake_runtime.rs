@@ -30,7 +30,9 @@ async fn cluster() -> Cluster {
     .await
     .expect("the API server starts");
     let kubeconfig = Kubeconfig::read_from(&server.admin_kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     let client = Client::try_from(config).unwrap();
     let fake = Arc::new(Fake::new());
     fake.add_image("skiff.local/testhost:1.0");
@@ -41,7 +43,12 @@ async fn cluster() -> Cluster {
     config.root_dir = dir.path().join("kubelet");
     let runtime: Arc<dyn skiff_kubelet::cri::Runtime> = fake.clone();
     tokio::spawn(skiff_kubelet::run(config, client.clone(), runtime));
-    Cluster { client, fake, _server: server, _dir: dir }
+    Cluster {
+        client,
+        fake,
+        _server: server,
+        _dir: dir,
+    }
 }
 
 async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -74,7 +81,11 @@ fn pod(name: &str, extra: serde_json::Value) -> Pod {
 }
 
 async fn phase(pods: &Api<Pod>, name: &str) -> Option<String> {
-    pods.get(name).await.ok().and_then(|p| p.status).and_then(|s| s.phase)
+    pods.get(name)
+        .await
+        .ok()
+        .and_then(|p| p.status)
+        .and_then(|s| s.phase)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,19 +93,36 @@ async fn registers_node_and_lease_then_runs_restarts_and_removes_a_pod() {
     let c = cluster().await;
     let nodes: Api<Node> = Api::all(c.client.clone());
     eventually("node Ready", Duration::from_secs(10), || async {
-        nodes.get("fake-node").await.ok().and_then(|n| n.status).and_then(|s| s.conditions).is_some_and(|cs| {
-            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        nodes
+            .get("fake-node")
+            .await
+            .ok()
+            .and_then(|n| n.status)
+            .and_then(|s| s.conditions)
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     })
     .await;
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
-    eventually("lease", Duration::from_secs(10), || async { leases.get_opt("fake-node").await.ok().flatten().is_some() }).await;
+    eventually("lease", Duration::from_secs(10), || async {
+        leases.get_opt("fake-node").await.ok().flatten().is_some()
+    })
+    .await;
 
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("web", serde_json::json!({}))).await.unwrap();
-    eventually("web Running", Duration::from_secs(10), || async { phase(&pods, "web").await.as_deref() == Some("Running") }).await;
+    pods.create(&PostParams::default(), &pod("web", serde_json::json!({})))
+        .await
+        .unwrap();
+    eventually("web Running", Duration::from_secs(10), || async {
+        phase(&pods, "web").await.as_deref() == Some("Running")
+    })
+    .await;
     let calls = c.fake.calls();
-    let first = |name: &str| calls.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} call"));
+    let first = |name: &str| {
+        calls
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no {name} call"))
+    };
     assert!(first("RunPodSandbox") < first("CreateContainer"));
     assert!(first("CreateContainer") < first("StartContainer"));
     let status = pods.get("web").await.unwrap().status.unwrap();
@@ -106,17 +134,30 @@ async fn registers_node_and_lease_then_runs_restarts_and_removes_a_pod() {
     let id = c.fake.containers_named("c").pop().unwrap();
     c.fake.exit_container(&id, 1);
     eventually("restartCount 1", Duration::from_secs(10), || async {
-        pods.get("web").await.ok().and_then(|p| p.status).and_then(|s| s.container_statuses).is_some_and(|cs| cs[0].restart_count == 1)
+        pods.get("web")
+            .await
+            .ok()
+            .and_then(|p| p.status)
+            .and_then(|s| s.container_statuses)
+            .is_some_and(|cs| cs[0].restart_count == 1)
     })
     .await;
     let web = pods.get("web").await.unwrap();
-    let last = web.status.unwrap().container_statuses.unwrap()[0].last_state.clone().unwrap().terminated.unwrap();
+    let last = web.status.unwrap().container_statuses.unwrap()[0]
+        .last_state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(last.exit_code, 1);
 
     // Deleting the pod stops and removes everything, and the kubelet
     // confirms the deletion so the object goes.
     pods.delete("web", &DeleteParams::default()).await.unwrap();
-    eventually("web gone", Duration::from_secs(10), || async { pods.get_opt("web").await.ok().flatten().is_none() }).await;
+    eventually("web gone", Duration::from_secs(10), || async {
+        pods.get_opt("web").await.ok().flatten().is_none()
+    })
+    .await;
     assert_eq!(c.fake.counts(), (0, 0), "no sandbox or container is left");
 }
 
@@ -133,8 +174,14 @@ async fn init_failure_policy_and_pull_errors() {
         serde_json::json!({"spec": {"restartPolicy": "Never", "initContainers": [{"name": "init-fails", "image": "skiff.local/testhost:1.0"}]}}),
     );
     pods.create(&PostParams::default(), &failing).await.unwrap();
-    eventually("init-fail Failed", Duration::from_secs(10), || async { phase(&pods, "init-fail").await.as_deref() == Some("Failed") }).await;
-    assert!(c.fake.containers_named("c").is_empty(), "the app container never ran");
+    eventually("init-fail Failed", Duration::from_secs(10), || async {
+        phase(&pods, "init-fail").await.as_deref() == Some("Failed")
+    })
+    .await;
+    assert!(
+        c.fake.containers_named("c").is_empty(),
+        "the app container never ran"
+    );
 
     // A container that exits 0 under OnFailure completes the pod.
     c.fake.exit_on_start("done", 0);
@@ -143,21 +190,45 @@ async fn init_failure_policy_and_pull_errors() {
         serde_json::json!({"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "done", "image": "skiff.local/testhost:1.0"}]}}),
     );
     pods.create(&PostParams::default(), &job).await.unwrap();
-    eventually("job Succeeded", Duration::from_secs(10), || async { phase(&pods, "job").await.as_deref() == Some("Succeeded") }).await;
+    eventually("job Succeeded", Duration::from_secs(10), || async {
+        phase(&pods, "job").await.as_deref() == Some("Succeeded")
+    })
+    .await;
 
     // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff
     // while the next attempt waits; the pod stays Pending.
     c.fake.refuse_pull("registry.invalid/nope:1");
-    let bad = pod("bad-image", serde_json::json!({"spec": {"containers": [{"name": "c", "image": "registry.invalid/nope:1"}]}}));
+    let bad = pod(
+        "bad-image",
+        serde_json::json!({"spec": {"containers": [{"name": "c", "image": "registry.invalid/nope:1"}]}}),
+    );
     pods.create(&PostParams::default(), &bad).await.unwrap();
-    eventually("ErrImagePull or ImagePullBackOff", Duration::from_secs(10), || async {
-        pods.get("bad-image").await.ok().and_then(|p| p.status).and_then(|s| s.container_statuses).is_some_and(|cs| {
-            matches!(
-                cs[0].state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()),
-                Some("ErrImagePull") | Some("ImagePullBackOff")
-            )
-        })
-    })
+    eventually(
+        "ErrImagePull or ImagePullBackOff",
+        Duration::from_secs(10),
+        || async {
+            pods.get("bad-image")
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.container_statuses)
+                .is_some_and(|cs| {
+                    matches!(
+                        cs[0]
+                            .state
+                            .as_ref()
+                            .and_then(|s| s.waiting.as_ref())
+                            .and_then(|w| w.reason.as_deref()),
+                        Some("ErrImagePull") | Some("ImagePullBackOff")
+                    )
+                })
+        },
+    )
     .await;
-    assert_eq!(phase(&pods, "bad-image").await.as_deref(), Some("Pending"), "{:?}", pods.get("bad-image").await.unwrap().status);
+    assert_eq!(
+        phase(&pods, "bad-image").await.as_deref(),
+        Some("Pending"),
+        "{:?}",
+        pods.get("bad-image").await.unwrap().status
+    );
 }

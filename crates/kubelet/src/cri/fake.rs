@@ -73,12 +73,20 @@ impl Fake {
 
     /// Makes every later start of containers named `name` exit at once with `code`.
     pub fn exit_on_start(&self, name: &str, code: i32) {
-        self.state.lock().unwrap().exit_on_start.insert(name.to_string(), code);
+        self.state
+            .lock()
+            .unwrap()
+            .exit_on_start
+            .insert(name.to_string(), code);
     }
 
     /// Makes pulls of `image` fail.
     pub fn refuse_pull(&self, image: &str) {
-        self.state.lock().unwrap().unpullable.push(image.to_string());
+        self.state
+            .lock()
+            .unwrap()
+            .unpullable
+            .push(image.to_string());
     }
 
     /// Makes a running container exit with `code`, as if its process ended.
@@ -90,7 +98,11 @@ impl Fake {
             c.state = api::ContainerState::ContainerExited as i32;
             c.exit_code = code;
             c.finished_at = now_nanos();
-            c.reason = if code == 0 { "Completed".into() } else { "Error".into() };
+            c.reason = if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            };
         }
     }
 
@@ -152,8 +164,14 @@ impl Runtime for Fake {
     }
 
     async fn status(&self) -> Result<api::RuntimeStatus> {
-        let ready = |kind: &str| api::RuntimeCondition { r#type: kind.into(), status: true, ..Default::default() };
-        Ok(api::RuntimeStatus { conditions: vec![ready("RuntimeReady"), ready("NetworkReady")] })
+        let ready = |kind: &str| api::RuntimeCondition {
+            r#type: kind.into(),
+            status: true,
+            ..Default::default()
+        };
+        Ok(api::RuntimeStatus {
+            conditions: vec![ready("RuntimeReady"), ready("NetworkReady")],
+        })
     }
 
     async fn run_pod_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
@@ -167,7 +185,11 @@ impl Runtime for Fake {
             created_at: now_nanos(),
             ip,
         };
-        self.state.lock().unwrap().sandboxes.insert(id.clone(), sandbox);
+        self.state
+            .lock()
+            .unwrap()
+            .sandboxes
+            .insert(id.clone(), sandbox);
         Ok(id)
     }
 
@@ -200,20 +222,29 @@ impl Runtime for Fake {
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
         let state = self.state.lock().unwrap();
-        let sandbox = state.sandboxes.get(id).ok_or_else(|| not_found("sandbox", id))?;
+        let sandbox = state
+            .sandboxes
+            .get(id)
+            .ok_or_else(|| not_found("sandbox", id))?;
         Ok(api::PodSandboxStatus {
             id: id.into(),
             metadata: sandbox.config.metadata.clone(),
             state: sandbox.state,
             created_at: sandbox.created_at,
-            network: Some(api::PodSandboxNetworkStatus { ip: sandbox.ip.clone(), additional_ips: vec![] }),
+            network: Some(api::PodSandboxNetworkStatus {
+                ip: sandbox.ip.clone(),
+                additional_ips: vec![],
+            }),
             labels: sandbox.config.labels.clone(),
             annotations: sandbox.config.annotations.clone(),
             ..Default::default()
         })
     }
 
-    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandbox(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         let filter = filter.unwrap_or_default();
         let state = self.state.lock().unwrap();
         Ok(state
@@ -248,8 +279,16 @@ impl Runtime for Fake {
         if !state.sandboxes.contains_key(sandbox_id) {
             return Err(not_found("sandbox", sandbox_id));
         }
-        let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        let image_ref = state.images.get(&image).map(|i| i.id.clone()).unwrap_or(image);
+        let image = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image_ref = state
+            .images
+            .get(&image)
+            .map(|i| i.id.clone())
+            .unwrap_or(image);
         state.containers.insert(
             id.clone(),
             Container {
@@ -271,8 +310,16 @@ impl Runtime for Fake {
         self.record("StartContainer");
         let mut state = self.state.lock().unwrap();
         let exit = {
-            let c = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
-            let name = c.config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            let c = state
+                .containers
+                .get(id)
+                .ok_or_else(|| not_found("container", id))?;
+            let name = c
+                .config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
             state.exit_on_start.get(&name).copied()
         };
         let c = state.containers.get_mut(id).expect("checked above");
@@ -283,7 +330,11 @@ impl Runtime for Fake {
             c.state = api::ContainerState::ContainerExited as i32;
             c.exit_code = code;
             c.finished_at = now;
-            c.reason = if code == 0 { "Completed".into() } else { "Error".into() };
+            c.reason = if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            };
         }
         Ok(())
     }
@@ -308,7 +359,10 @@ impl Runtime for Fake {
         Ok(())
     }
 
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         let filter = filter.unwrap_or_default();
         let state = self.state.lock().unwrap();
         Ok(state
@@ -337,7 +391,10 @@ impl Runtime for Fake {
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
         let state = self.state.lock().unwrap();
-        let c = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
+        let c = state
+            .containers
+            .get(id)
+            .ok_or_else(|| not_found("container", id))?;
         Ok(api::ContainerStatus {
             id: id.into(),
             metadata: c.config.metadata.clone(),
@@ -356,23 +413,44 @@ impl Runtime for Fake {
         })
     }
 
-    async fn exec_sync(&self, id: &str, _cmd: Vec<String>, _timeout_seconds: i64) -> Result<ExecResult> {
+    async fn exec_sync(
+        &self,
+        id: &str,
+        _cmd: Vec<String>,
+        _timeout_seconds: i64,
+    ) -> Result<ExecResult> {
         let state = self.state.lock().unwrap();
-        let c = state.containers.get(id).ok_or_else(|| not_found("container", id))?;
-        let exit_code = if c.state == api::ContainerState::ContainerRunning as i32 { 0 } else { 1 };
-        Ok(ExecResult { exit_code, ..Default::default() })
+        let c = state
+            .containers
+            .get(id)
+            .ok_or_else(|| not_found("container", id))?;
+        let exit_code = if c.state == api::ContainerState::ContainerRunning as i32 {
+            0
+        } else {
+            1
+        };
+        Ok(ExecResult {
+            exit_code,
+            ..Default::default()
+        })
     }
 
     async fn exec(&self, _request: api::ExecRequest) -> Result<String> {
-        Err(Error::Status(tonic::Status::unimplemented("the fake runtime does not stream")))
+        Err(Error::Status(tonic::Status::unimplemented(
+            "the fake runtime does not stream",
+        )))
     }
 
     async fn attach(&self, _request: api::AttachRequest) -> Result<String> {
-        Err(Error::Status(tonic::Status::unimplemented("the fake runtime does not stream")))
+        Err(Error::Status(tonic::Status::unimplemented(
+            "the fake runtime does not stream",
+        )))
     }
 
     async fn port_forward(&self, _request: api::PortForwardRequest) -> Result<String> {
-        Err(Error::Status(tonic::Status::unimplemented("the fake runtime does not stream")))
+        Err(Error::Status(tonic::Status::unimplemented(
+            "the fake runtime does not stream",
+        )))
     }
 
     async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
@@ -380,7 +458,14 @@ impl Runtime for Fake {
     }
 
     async fn list_images(&self) -> Result<Vec<api::Image>> {
-        Ok(self.state.lock().unwrap().images.values().cloned().collect())
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .images
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
@@ -394,7 +479,14 @@ impl Runtime for Fake {
         _sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
         self.record("PullImage");
-        if self.state.lock().unwrap().unpullable.iter().any(|i| i == image) {
+        if self
+            .state
+            .lock()
+            .unwrap()
+            .unpullable
+            .iter()
+            .any(|i| i == image)
+        {
             return Err(Error::Status(tonic::Status::not_found(format!(
                 "failed to pull and unpack image \"{image}\": not found"
             ))));

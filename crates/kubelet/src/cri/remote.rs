@@ -30,7 +30,11 @@ impl Remote {
             .connect_timeout(Duration::from_secs(5))
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
             }))
             .await
             .map_err(|e| Error::Connect(format!("{endpoint}: {e}")))?;
@@ -48,41 +52,77 @@ impl Remote {
 #[async_trait]
 impl Runtime for Remote {
     async fn version(&self) -> Result<api::VersionResponse> {
-        let req = api::VersionRequest { version: "v1".into() };
+        let req = api::VersionRequest {
+            version: "v1".into(),
+        };
         Ok(self.runtime.clone().version(req).await?.into_inner())
     }
 
     async fn status(&self) -> Result<api::RuntimeStatus> {
-        let resp = self.runtime.clone().status(api::StatusRequest { verbose: false }).await?;
+        let resp = self
+            .runtime
+            .clone()
+            .status(api::StatusRequest { verbose: false })
+            .await?;
         Ok(resp.into_inner().status.unwrap_or_default())
     }
 
     async fn run_pod_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
-        let req = api::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
-        Ok(self.runtime.clone().run_pod_sandbox(req).await?.into_inner().pod_sandbox_id)
+        let req = api::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .run_pod_sandbox(req)
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let req = api::StopPodSandboxRequest { pod_sandbox_id: id.into() };
+        let req = api::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
         self.runtime.clone().stop_pod_sandbox(req).await?;
         Ok(())
     }
 
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
-        let req = api::RemovePodSandboxRequest { pod_sandbox_id: id.into() };
+        let req = api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
         self.runtime.clone().remove_pod_sandbox(req).await?;
         Ok(())
     }
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
-        let req = api::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
-        let resp = self.runtime.clone().pod_sandbox_status(req).await?.into_inner();
+        let req = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .pod_sandbox_status(req)
+            .await?
+            .into_inner();
         Ok(resp.status.unwrap_or_default())
     }
 
-    async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandbox(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         let req = api::ListPodSandboxRequest { filter };
-        Ok(self.runtime.clone().list_pod_sandbox(req).await?.into_inner().items)
+        Ok(self
+            .runtime
+            .clone()
+            .list_pod_sandbox(req)
+            .await?
+            .into_inner()
+            .items)
     }
 
     async fn create_container(
@@ -96,17 +136,28 @@ impl Runtime for Remote {
             config: Some(config),
             sandbox_config: Some(sandbox_config),
         };
-        Ok(self.runtime.clone().create_container(req).await?.into_inner().container_id)
+        Ok(self
+            .runtime
+            .clone()
+            .create_container(req)
+            .await?
+            .into_inner()
+            .container_id)
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        let req = api::StartContainerRequest { container_id: id.into() };
+        let req = api::StartContainerRequest {
+            container_id: id.into(),
+        };
         self.runtime.clone().start_container(req).await?;
         Ok(())
     }
 
     async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()> {
-        let req = api::StopContainerRequest { container_id: id.into(), timeout: timeout_seconds };
+        let req = api::StopContainerRequest {
+            container_id: id.into(),
+            timeout: timeout_seconds,
+        };
         let mut request = tonic::Request::new(req);
         // The runtime waits up to the grace period before it kills.
         request.set_timeout(Duration::from_secs(timeout_seconds.max(0) as u64 + 30));
@@ -115,26 +166,58 @@ impl Runtime for Remote {
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
-        let req = api::RemoveContainerRequest { container_id: id.into() };
+        let req = api::RemoveContainerRequest {
+            container_id: id.into(),
+        };
         self.runtime.clone().remove_container(req).await?;
         Ok(())
     }
 
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         let req = api::ListContainersRequest { filter };
-        Ok(self.runtime.clone().list_containers(req).await?.into_inner().containers)
+        Ok(self
+            .runtime
+            .clone()
+            .list_containers(req)
+            .await?
+            .into_inner()
+            .containers)
     }
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
-        let req = api::ContainerStatusRequest { container_id: id.into(), verbose: false };
-        let resp = self.runtime.clone().container_status(req).await?.into_inner();
+        let req = api::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .container_status(req)
+            .await?
+            .into_inner();
         Ok(resp.status.unwrap_or_default())
     }
 
-    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout_seconds: i64) -> Result<ExecResult> {
-        let req = api::ExecSyncRequest { container_id: id.into(), cmd, timeout: timeout_seconds };
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_seconds: i64,
+    ) -> Result<ExecResult> {
+        let req = api::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: timeout_seconds,
+        };
         let resp = self.runtime.clone().exec_sync(req).await?.into_inner();
-        Ok(ExecResult { stdout: resp.stdout, stderr: resp.stderr, exit_code: resp.exit_code })
+        Ok(ExecResult {
+            stdout: resp.stdout,
+            stderr: resp.stderr,
+            exit_code: resp.exit_code,
+        })
     }
 
     async fn exec(&self, request: api::ExecRequest) -> Result<String> {
@@ -146,25 +229,52 @@ impl Runtime for Remote {
     }
 
     async fn port_forward(&self, request: api::PortForwardRequest) -> Result<String> {
-        Ok(self.runtime.clone().port_forward(request).await?.into_inner().url)
+        Ok(self
+            .runtime
+            .clone()
+            .port_forward(request)
+            .await?
+            .into_inner()
+            .url)
     }
 
     async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
         let req = api::ListContainerStatsRequest { filter: None };
-        Ok(self.runtime.clone().list_container_stats(req).await?.into_inner().stats)
+        Ok(self
+            .runtime
+            .clone()
+            .list_container_stats(req)
+            .await?
+            .into_inner()
+            .stats)
     }
 
     async fn list_images(&self) -> Result<Vec<api::Image>> {
         let req = api::ListImagesRequest { filter: None };
-        Ok(self.images.clone().list_images(req).await?.into_inner().images)
+        Ok(self
+            .images
+            .clone()
+            .list_images(req)
+            .await?
+            .into_inner()
+            .images)
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
         let req = api::ImageStatusRequest {
-            image: Some(api::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             verbose: false,
         };
-        Ok(self.images.clone().image_status(req).await?.into_inner().image)
+        Ok(self
+            .images
+            .clone()
+            .image_status(req)
+            .await?
+            .into_inner()
+            .image)
     }
 
     async fn pull_image(
@@ -174,15 +284,28 @@ impl Runtime for Remote {
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
         let req = api::PullImageRequest {
-            image: Some(api::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             auth,
             sandbox_config,
         };
-        Ok(self.images.clone().pull_image(req).await?.into_inner().image_ref)
+        Ok(self
+            .images
+            .clone()
+            .pull_image(req)
+            .await?
+            .into_inner()
+            .image_ref)
     }
 
     async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
-        let resp = self.images.clone().image_fs_info(api::ImageFsInfoRequest {}).await?;
+        let resp = self
+            .images
+            .clone()
+            .image_fs_info(api::ImageFsInfoRequest {})
+            .await?;
         Ok(resp.into_inner().image_filesystems)
     }
 }

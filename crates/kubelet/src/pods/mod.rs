@@ -50,7 +50,9 @@ impl Manager {
         let pod = match &desired {
             Desired::Run(p) | Desired::Gone(p) => p.clone(),
         };
-        let Some(uid) = pod.metadata.uid.clone() else { return };
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
         let mut workers = self.workers.lock().unwrap();
         if let Some(handle) = workers.get(&uid) {
             handle.tx.send_replace(desired);
@@ -63,7 +65,13 @@ impl Manager {
         self.known.lock().unwrap().insert(uid.clone(), pod);
         let (tx, rx) = watch::channel(desired);
         let wake = Arc::new(Notify::new());
-        workers.insert(uid.clone(), Handle { tx, wake: wake.clone() });
+        workers.insert(
+            uid.clone(),
+            Handle {
+                tx,
+                wake: wake.clone(),
+            },
+        );
         let worker = worker::Worker::new(kubelet.clone(), uid, rx, wake);
         tokio::spawn(worker.run());
     }
@@ -97,7 +105,8 @@ impl Manager {
 /// Watches the node's pods and keeps a worker per pod until the process ends.
 pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::all(kubelet.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.config.node_name));
+    let config =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.config.node_name));
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut listing: Option<HashSet<String>> = None;
     let mut housekeeping_started = false;
@@ -135,8 +144,12 @@ pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
                     tokio::spawn(housekeeping_loop(kubelet.clone()));
                 }
             }
-            watcher::Event::Apply(pod) => kubelet.pods.dispatch(&kubelet, Desired::Run(Arc::new(pod))),
-            watcher::Event::Delete(pod) => kubelet.pods.dispatch(&kubelet, Desired::Gone(Arc::new(pod))),
+            watcher::Event::Apply(pod) => {
+                kubelet.pods.dispatch(&kubelet, Desired::Run(Arc::new(pod)))
+            }
+            watcher::Event::Delete(pod) => kubelet
+                .pods
+                .dispatch(&kubelet, Desired::Gone(Arc::new(pod))),
         }
     }
     Ok(())
@@ -149,20 +162,27 @@ async fn relist_loop(kubelet: Arc<Kubelet>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let (Ok(containers), Ok(sandboxes)) =
-            (kubelet.runtime.list_containers(None).await, kubelet.runtime.list_pod_sandbox(None).await)
-        else {
+        let (Ok(containers), Ok(sandboxes)) = (
+            kubelet.runtime.list_containers(None).await,
+            kubelet.runtime.list_pod_sandbox(None).await,
+        ) else {
             continue;
         };
         let mut current: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         for c in &containers {
             if let Some(uid) = c.labels.get(labels::POD_UID) {
-                current.entry(uid.clone()).or_default().push((c.id.clone(), c.state));
+                current
+                    .entry(uid.clone())
+                    .or_default()
+                    .push((c.id.clone(), c.state));
             }
         }
         for s in &sandboxes {
             if let Some(uid) = s.labels.get(labels::POD_UID) {
-                current.entry(uid.clone()).or_default().push((s.id.clone(), s.state + 100));
+                current
+                    .entry(uid.clone())
+                    .or_default()
+                    .push((s.id.clone(), s.state + 100));
             }
         }
         for list in current.values_mut() {
@@ -185,7 +205,9 @@ async fn housekeeping_loop(kubelet: Arc<Kubelet>) {
         if let Ok(sandboxes) = kubelet.runtime.list_pod_sandbox(None).await {
             let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
             for s in sandboxes {
-                let Some(uid) = s.labels.get(labels::POD_UID) else { continue };
+                let Some(uid) = s.labels.get(labels::POD_UID) else {
+                    continue;
+                };
                 if !kubelet.pods.has_worker(uid) {
                     orphans.entry(uid.clone()).or_default().push(s.id.clone());
                 }

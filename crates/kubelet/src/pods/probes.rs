@@ -31,15 +31,26 @@ impl Results {
     /// The result, or the value before the first probe (liveness passes,
     /// readiness and startup do not).
     pub fn get(&self, container_id: &str, kind: Kind) -> Option<bool> {
-        self.map.lock().unwrap().get(&(container_id.to_string(), kind)).copied()
+        self.map
+            .lock()
+            .unwrap()
+            .get(&(container_id.to_string(), kind))
+            .copied()
     }
 
     fn set(&self, container_id: &str, kind: Kind, ok: bool) -> bool {
-        self.map.lock().unwrap().insert((container_id.to_string(), kind), ok) != Some(ok)
+        self.map
+            .lock()
+            .unwrap()
+            .insert((container_id.to_string(), kind), ok)
+            != Some(ok)
     }
 
     pub fn forget(&self, container_id: &str) {
-        self.map.lock().unwrap().retain(|(id, _), _| id != container_id);
+        self.map
+            .lock()
+            .unwrap()
+            .retain(|(id, _), _| id != container_id);
     }
 }
 
@@ -116,7 +127,10 @@ impl ProbeTask {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        tokio::time::sleep(Duration::from_secs(self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64)).await;
+        tokio::time::sleep(Duration::from_secs(
+            self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64,
+        ))
+        .await;
         let (mut successes, mut failures) = (0, 0);
         loop {
             let outcome = match tokio::time::timeout(timeout, self.probe_once(timeout)).await {
@@ -127,7 +141,9 @@ impl ProbeTask {
                 Outcome::Success => {
                     successes += 1;
                     failures = 0;
-                    if successes >= success_threshold && results.set(&self.container_id, self.kind, true) {
+                    if successes >= success_threshold
+                        && results.set(&self.container_id, self.kind, true)
+                    {
                         self.wake.notify_one();
                     }
                     if self.kind == Kind::Startup && successes >= success_threshold {
@@ -152,10 +168,16 @@ impl ProbeTask {
                         if self.kind != Kind::Readiness {
                             self.failed.lock().unwrap().insert(
                                 self.container.name.clone(),
-                                format!("Container {} failed {} probe, will be restarted", self.container.name, kind.to_lowercase()),
+                                format!(
+                                    "Container {} failed {} probe, will be restarted",
+                                    self.container.name,
+                                    kind.to_lowercase()
+                                ),
                             );
                         }
-                        if results.set(&self.container_id, self.kind, false) || self.kind != Kind::Readiness {
+                        if results.set(&self.container_id, self.kind, false)
+                            || self.kind != Kind::Readiness
+                        {
                             self.wake.notify_one();
                         }
                         if self.kind != Kind::Readiness {
@@ -181,8 +203,16 @@ impl ProbeTask {
             Handler {
                 exec: self.probe.exec.as_ref().and_then(|e| e.command.clone()),
                 http: self.probe.http_get.clone(),
-                tcp: self.probe.tcp_socket.as_ref().map(|t| (t.host.clone(), t.port.clone())),
-                grpc: self.probe.grpc.as_ref().map(|g| (g.port, g.service.clone().unwrap_or_default())),
+                tcp: self
+                    .probe
+                    .tcp_socket
+                    .as_ref()
+                    .map(|t| (t.host.clone(), t.port.clone())),
+                grpc: self
+                    .probe
+                    .grpc
+                    .as_ref()
+                    .map(|g| (g.port, g.service.clone().unwrap_or_default())),
             },
             timeout,
         )
@@ -214,14 +244,29 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String
 }
 
 /// Runs a probe or hook action against the container.
-pub async fn run_handler(runtime: &dyn Runtime, container: &Container, container_id: &str, pod_ip: &str, handler: Handler, timeout: Duration) -> Outcome {
+pub async fn run_handler(
+    runtime: &dyn Runtime,
+    container: &Container,
+    container_id: &str,
+    pod_ip: &str,
+    handler: Handler,
+    timeout: Duration,
+) -> Outcome {
     if let Some(command) = handler.exec {
-        return match runtime.exec_sync(container_id, command, timeout.as_secs() as i64).await {
+        return match runtime
+            .exec_sync(container_id, command, timeout.as_secs() as i64)
+            .await
+        {
             Ok(r) if r.exit_code == 0 => Outcome::Success,
             Ok(r) => Outcome::Failure(format!(
                 "command exited with {}: {}",
                 r.exit_code,
-                String::from_utf8_lossy(if r.stdout.is_empty() { &r.stderr } else { &r.stdout }).trim()
+                String::from_utf8_lossy(if r.stdout.is_empty() {
+                    &r.stderr
+                } else {
+                    &r.stdout
+                })
+                .trim()
             )),
             Err(err) => Outcome::Failure(err.to_string()),
         };
@@ -231,16 +276,29 @@ pub async fn run_handler(runtime: &dyn Runtime, container: &Container, container
             Ok(p) => p,
             Err(e) => return Outcome::Failure(e),
         };
-        let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         let path = http.path.clone().unwrap_or_else(|| "/".into());
-        return http_get(&host, port, &path, http.scheme.as_deref(), http.http_headers.unwrap_or_default()).await;
+        return http_get(
+            &host,
+            port,
+            &path,
+            http.scheme.as_deref(),
+            http.http_headers.unwrap_or_default(),
+        )
+        .await;
     }
     if let Some((host, port)) = handler.tcp {
         let port = match resolve_port(container, &port) {
             Ok(p) => p,
             Err(e) => return Outcome::Failure(e),
         };
-        let host = host.filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = host
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         return match tokio::net::TcpStream::connect((host.as_str(), port)).await {
             Ok(_) => Outcome::Success,
             Err(err) => Outcome::Failure(format!("dial tcp {host}:{port}: {err}")),
@@ -252,7 +310,13 @@ pub async fn run_handler(runtime: &dyn Runtime, container: &Container, container
     Outcome::Failure("probe has no handler".into())
 }
 
-async fn http_get(host: &str, port: u16, path: &str, scheme: Option<&str>, headers: Vec<k8s_openapi::api::core::v1::HTTPHeader>) -> Outcome {
+async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    scheme: Option<&str>,
+    headers: Vec<k8s_openapi::api::core::v1::HTTPHeader>,
+) -> Outcome {
     if scheme == Some("HTTPS") {
         // Upstream skips certificate verification for probes; a TCP connect
         // stands in until the kubelet carries a verifier-free TLS client.
@@ -264,25 +328,46 @@ async fn http_get(host: &str, port: u16, path: &str, scheme: Option<&str>, heade
     let url = format!("http://{host}:{port}{path}");
     let stream = match tokio::net::TcpStream::connect((host, port)).await {
         Ok(s) => s,
-        Err(err) => return Outcome::Failure(format!("Get \"{url}\": dial tcp {host}:{port}: {err}")),
+        Err(err) => {
+            return Outcome::Failure(format!("Get \"{url}\": dial tcp {host}:{port}: {err}"));
+        }
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
-        Ok(x) => x,
-        Err(err) => return Outcome::Failure(format!("Get \"{url}\": {err}")),
-    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
+            Ok(x) => x,
+            Err(err) => return Outcome::Failure(format!("Get \"{url}\": {err}")),
+        };
     tokio::spawn(conn);
-    let mut request = http::Request::get(path).header("Host", format!("{host}:{port}")).header("User-Agent", "kube-probe/1.33");
+    let mut request = http::Request::get(path)
+        .header("Host", format!("{host}:{port}"))
+        .header("User-Agent", "kube-probe/1.33");
     for h in headers {
         request = request.header(h.name, h.value);
     }
-    let request = request.body(Full::new(bytes::Bytes::new())).expect("valid request");
+    let request = request
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("valid request");
     match sender.send_request(request).await {
         Ok(resp) if (200..400).contains(&resp.status().as_u16()) => Outcome::Success,
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
-            Outcome::Failure(format!("HTTP probe failed with statuscode: {status}{}", if text.is_empty() { String::new() } else { format!(" ({text})") }))
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string();
+            Outcome::Failure(format!(
+                "HTTP probe failed with statuscode: {status}{}",
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({text})")
+                }
+            ))
         }
         Err(err) => Outcome::Failure(format!("Get \"{url}\": {err}")),
     }
@@ -293,11 +378,20 @@ async fn grpc_health(host: &str, port: u16, service: &str) -> Outcome {
     let target = format!("{host}:{port}");
     let stream = match tokio::net::TcpStream::connect((host, port)).await {
         Ok(s) => s,
-        Err(err) => return Outcome::Failure(format!("failed to connect service {target:?}: {err}")),
+        Err(err) => {
+            return Outcome::Failure(format!("failed to connect service {target:?}: {err}"));
+        }
     };
-    let (mut sender, conn) = match hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    {
         Ok(x) => x,
-        Err(err) => return Outcome::Failure(format!("failed to connect service {target:?}: {err}")),
+        Err(err) => {
+            return Outcome::Failure(format!("failed to connect service {target:?}: {err}"));
+        }
     };
     tokio::spawn(conn);
     // HealthCheckRequest { service = 1 }, in a gRPC length-prefixed frame.
@@ -323,12 +417,21 @@ async fn grpc_health(host: &str, port: u16, service: &str) -> Outcome {
         Ok(c) => c,
         Err(err) => return Outcome::Failure(format!("health rpc failed: {err}")),
     };
-    let grpc_status = collected.trailers().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok()).unwrap_or("0").to_string();
+    let grpc_status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
+        .to_string();
     if grpc_status != "0" {
         return Outcome::Failure(format!("health rpc failed with grpc-status {grpc_status}"));
     }
     let body = collected.to_bytes();
     // HealthCheckResponse { status = 1 }: SERVING is 1.
     let serving = body.len() >= 7 && body[5] == 0x08 && body[6] == 0x01;
-    if serving { Outcome::Success } else { Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into()) }
+    if serving {
+        Outcome::Success
+    } else {
+        Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+    }
 }

@@ -7,15 +7,26 @@
 use super::volumes::Mounted;
 use crate::Kubelet;
 use crate::cri::{api, labels};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Pod, ResourceFieldSelector, Secret, Service,
+};
 use kube::Api;
 use std::collections::{BTreeMap, HashMap};
 
 fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     HashMap::from([
-        (labels::POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default()),
-        (labels::POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
-        (labels::POD_UID.to_string(), pod.metadata.uid.clone().unwrap_or_default()),
+        (
+            labels::POD_NAME.to_string(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            labels::POD_NAMESPACE.to_string(),
+            pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            labels::POD_UID.to_string(),
+            pod.metadata.uid.clone().unwrap_or_default(),
+        ),
     ])
 }
 
@@ -29,10 +40,18 @@ pub fn sandbox_config(kubelet: &Kubelet, pod: &Pod, attempt: u32) -> api::PodSan
     for (k, v) in pod.metadata.labels.iter().flatten() {
         labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    let mut annotations: HashMap<String, String> = pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect();
+    let mut annotations: HashMap<String, String> = pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     annotations.insert(
         labels::GRACE_PERIOD.into(),
-        spec.termination_grace_period_seconds.unwrap_or(30).to_string(),
+        spec.termination_grace_period_seconds
+            .unwrap_or(30)
+            .to_string(),
     );
     let host_network = spec.host_network.unwrap_or(false);
     let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
@@ -51,11 +70,30 @@ pub fn sandbox_config(kubelet: &Kubelet, pod: &Pod, attempt: u32) -> api::PodSan
         })
         .collect();
     let pod_sc = spec.security_context.clone().unwrap_or_default();
-    let sysctls = pod_sc.sysctls.iter().flatten().map(|s| (s.name.clone(), s.value.clone())).collect();
+    let sysctls = pod_sc
+        .sysctls
+        .iter()
+        .flatten()
+        .map(|s| (s.name.clone(), s.value.clone()))
+        .collect();
     api::PodSandboxConfig {
-        metadata: Some(api::PodSandboxMetadata { name, uid: uid.clone(), namespace, attempt }),
-        hostname: if host_network { String::new() } else { hostname },
-        log_directory: kubelet.config.pod_logs_dir.join(log_dir_name(pod)).display().to_string(),
+        metadata: Some(api::PodSandboxMetadata {
+            name,
+            uid: uid.clone(),
+            namespace,
+            attempt,
+        }),
+        hostname: if host_network {
+            String::new()
+        } else {
+            hostname
+        },
+        log_directory: kubelet
+            .config
+            .pod_logs_dir
+            .join(log_dir_name(pod))
+            .display()
+            .to_string(),
         dns_config: Some(dns_config(kubelet, pod)),
         port_mappings,
         labels,
@@ -93,7 +131,11 @@ pub fn log_dir_name(pod: &Pod) -> String {
 fn namespace_options(spec: &k8s_openapi::api::core::v1::PodSpec) -> api::NamespaceOption {
     let node = api::NamespaceMode::Node as i32;
     api::NamespaceOption {
-        network: if spec.host_network.unwrap_or(false) { node } else { api::NamespaceMode::Pod as i32 },
+        network: if spec.host_network.unwrap_or(false) {
+            node
+        } else {
+            api::NamespaceMode::Pod as i32
+        },
         pid: if spec.host_pid.unwrap_or(false) {
             node
         } else if spec.share_process_namespace.unwrap_or(false) {
@@ -101,7 +143,11 @@ fn namespace_options(spec: &k8s_openapi::api::core::v1::PodSpec) -> api::Namespa
         } else {
             api::NamespaceMode::Container as i32
         },
-        ipc: if spec.host_ipc.unwrap_or(false) { node } else { api::NamespaceMode::Pod as i32 },
+        ipc: if spec.host_ipc.unwrap_or(false) {
+            node
+        } else {
+            api::NamespaceMode::Pod as i32
+        },
         ..Default::default()
     }
 }
@@ -117,7 +163,10 @@ fn protocol(p: Option<&str>) -> i32 {
 /// The resolver configuration for the pod's dnsPolicy, as upstream builds it.
 pub fn dns_config(kubelet: &Kubelet, pod: &Pod) -> api::DnsConfig {
     let spec = pod.spec.clone().unwrap_or_default();
-    let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let policy = spec
+        .dns_policy
+        .clone()
+        .unwrap_or_else(|| "ClusterFirst".into());
     let host_network = spec.host_network.unwrap_or(false);
     let host = host_resolv_conf();
     let cluster = match policy.as_str() {
@@ -130,10 +179,19 @@ pub fn dns_config(kubelet: &Kubelet, pod: &Pod) -> api::DnsConfig {
     } else if cluster && !kubelet.config.cluster_dns.is_empty() {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let domain = &kubelet.config.cluster_domain;
-        let mut searches = vec![format!("{ns}.svc.{domain}"), format!("svc.{domain}"), domain.clone()];
+        let mut searches = vec![
+            format!("{ns}.svc.{domain}"),
+            format!("svc.{domain}"),
+            domain.clone(),
+        ];
         searches.extend(host.searches.iter().cloned());
         api::DnsConfig {
-            servers: kubelet.config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            servers: kubelet
+                .config
+                .cluster_dns
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect(),
             searches,
             options: vec!["ndots:5".into()],
         }
@@ -141,11 +199,17 @@ pub fn dns_config(kubelet: &Kubelet, pod: &Pod) -> api::DnsConfig {
         host
     };
     if let Some(extra) = &spec.dns_config {
-        config.servers.extend(extra.nameservers.iter().flatten().cloned());
-        config.searches.extend(extra.searches.iter().flatten().cloned());
+        config
+            .servers
+            .extend(extra.nameservers.iter().flatten().cloned());
+        config
+            .searches
+            .extend(extra.searches.iter().flatten().cloned());
         for option in extra.options.iter().flatten() {
             let Some(name) = &option.name else { continue };
-            config.options.retain(|o| o.split(':').next() != Some(name.as_str()));
+            config
+                .options
+                .retain(|o| o.split(':').next() != Some(name.as_str()));
             config.options.push(match &option.value {
                 Some(v) => format!("{name}:{v}"),
                 None => name.clone(),
@@ -197,9 +261,21 @@ pub fn pod_field(pod: &Pod, path: &str, pod_ip: Option<&str>) -> Option<String> 
         "spec.nodeName" => spec.node_name.clone().unwrap_or_default(),
         "spec.serviceAccountName" => spec.service_account_name.clone().unwrap_or_default(),
         "status.hostIP" => status.host_ip.clone().unwrap_or_default(),
-        "status.hostIPs" => status.host_ips.iter().flatten().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","),
-        "status.podIP" => pod_ip.map(String::from).or(status.pod_ip.clone()).unwrap_or_default(),
-        "status.podIPs" => pod_ip.map(String::from).or(status.pod_ip.clone()).unwrap_or_default(),
+        "status.hostIPs" => status
+            .host_ips
+            .iter()
+            .flatten()
+            .map(|i| i.ip.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        "status.podIP" => pod_ip
+            .map(String::from)
+            .or(status.pod_ip.clone())
+            .unwrap_or_default(),
+        "status.podIPs" => pod_ip
+            .map(String::from)
+            .or(status.pod_ip.clone())
+            .unwrap_or_default(),
         _ => return None,
     })
 }
@@ -207,7 +283,12 @@ pub fn pod_field(pod: &Pod, path: &str, pod_ip: Option<&str>) -> Option<String> 
 /// A container resource as `resourceFieldRef` reads it, divided by the
 /// divisor and rounded up as upstream does; a missing limit reads as the
 /// node's allocatable.
-pub fn resource_field(pod: &Pod, container: &str, field: &ResourceFieldSelector, node_allocatable: Option<&BTreeMap<String, f64>>) -> Result<String, String> {
+pub fn resource_field(
+    pod: &Pod,
+    container: &str,
+    field: &ResourceFieldSelector,
+    node_allocatable: Option<&BTreeMap<String, f64>>,
+) -> Result<String, String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let c = spec
         .containers
@@ -223,23 +304,33 @@ pub fn resource_field(pod: &Pod, container: &str, field: &ResourceFieldSelector,
     };
     let value = match map.get(&resource) {
         Some(q) => parse_quantity(&q.0).ok_or_else(|| format!("invalid quantity {}", q.0))?,
-        None if field.resource.starts_with("limits.") => {
-            node_allocatable.and_then(|a| a.get(&resource).copied()).unwrap_or(match resource.as_str() {
+        None if field.resource.starts_with("limits.") => node_allocatable
+            .and_then(|a| a.get(&resource).copied())
+            .unwrap_or(match resource.as_str() {
                 "cpu" => crate::sys::cpus() as f64,
                 "memory" => crate::sys::memory_bytes().0 as f64,
                 _ => 0.0,
-            })
-        }
+            }),
         None => 0.0,
     };
-    let divisor = field.divisor.as_ref().and_then(|d| parse_quantity(&d.0)).filter(|d| *d > 0.0).unwrap_or(1.0);
-    Ok(((value / divisor) - 1e-9).ceil().max(if value > 0.0 { 1.0 } else { 0.0 }).to_string())
+    let divisor = field
+        .divisor
+        .as_ref()
+        .and_then(|d| parse_quantity(&d.0))
+        .filter(|d| *d > 0.0)
+        .unwrap_or(1.0);
+    Ok(((value / divisor) - 1e-9)
+        .ceil()
+        .max(if value > 0.0 { 1.0 } else { 0.0 })
+        .to_string())
 }
 
 /// A resource quantity as a number (`100m` → 0.1, `1Gi` → 1073741824).
 pub fn parse_quantity(text: &str) -> Option<f64> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let scale = match suffix {
@@ -299,8 +390,16 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
 /// upstream injects them when `enableServiceLinks` is on (the `kubernetes`
 /// Service's always).
 async fn service_env(kubelet: &Kubelet, pod: &Pod) -> Vec<(String, String)> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     if links {
         let api: Api<Service> = Api::namespaced(kubelet.client.clone(), &namespace);
@@ -319,7 +418,9 @@ async fn service_env(kubelet: &Kubelet, pod: &Pod) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for (name, service) in services {
         let spec = service.spec.unwrap_or_default();
-        let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else { continue };
+        let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+            continue;
+        };
         let prefix = name.to_uppercase().replace('-', "_");
         let ports = spec.ports.unwrap_or_default();
         let Some(first) = ports.first() else { continue };
@@ -327,14 +428,28 @@ async fn service_env(kubelet: &Kubelet, pod: &Pod) -> Vec<(String, String)> {
         env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
         for p in &ports {
             if let Some(port_name) = &p.name {
-                env.push((format!("{prefix}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")), p.port.to_string()));
+                env.push((
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
             }
         }
-        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
-        env.push((format!("{prefix}_PORT"), format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port)));
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        env.push((
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+        ));
         for p in &ports {
             let base = format!("{prefix}_PORT_{}_{}", p.port, proto(p));
-            env.push((base.clone(), format!("{}://{ip}:{}", proto(p).to_lowercase(), p.port)));
+            env.push((
+                base.clone(),
+                format!("{}://{ip}:{}", proto(p).to_lowercase(), p.port),
+            ));
             env.push((format!("{base}_PROTO"), proto(p).to_lowercase()));
             env.push((format!("{base}_PORT"), p.port.to_string()));
             env.push((format!("{base}_ADDR"), ip.clone()));
@@ -345,28 +460,46 @@ async fn service_env(kubelet: &Kubelet, pod: &Pod) -> Vec<(String, String)> {
 
 /// The container's environment, in upstream's order: service variables, then
 /// `envFrom`, then `env` (later entries win; `$(VAR)` expands to earlier ones).
-pub async fn environment(kubelet: &Kubelet, pod: &Pod, container: &Container, pod_ip: &str) -> Result<Vec<(String, String)>, String> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub async fn environment(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    container: &Container,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut env: Vec<(String, String)> = service_env(kubelet, pod).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(kubelet.client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(kubelet.client.clone(), &namespace);
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         if let Some(r) = &source.config_map_ref {
-            match config_maps.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                Some(cm) => env.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
+            match config_maps
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(cm) => env.extend(
+                    cm.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (format!("{prefix}{k}"), v)),
+                ),
                 None if r.optional.unwrap_or(false) => {}
                 None => return Err(format!("configmap \"{}\" not found", r.name)),
             }
         }
         if let Some(r) = &source.secret_ref {
             match secrets.get_opt(&r.name).await.map_err(|e| e.to_string())? {
-                Some(s) => env.extend(
-                    s.data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned())),
-                ),
+                Some(s) => env.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| {
+                    (
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v.0).into_owned(),
+                    )
+                })),
                 None if r.optional.unwrap_or(false) => {}
                 None => return Err(format!("secret \"{}\" not found", r.name)),
             }
@@ -375,16 +508,29 @@ pub async fn environment(kubelet: &Kubelet, pod: &Pod, container: &Container, po
     for var in container.env.iter().flatten() {
         let value = if let Some(from) = &var.value_from {
             if let Some(f) = &from.field_ref {
-                pod_field(pod, &f.field_path, Some(pod_ip)).ok_or_else(|| format!("unsupported fieldPath {}", f.field_path))?
+                pod_field(pod, &f.field_path, Some(pod_ip))
+                    .ok_or_else(|| format!("unsupported fieldPath {}", f.field_path))?
             } else if let Some(r) = &from.resource_field_ref {
-                let name = r.container_name.clone().unwrap_or_else(|| container.name.clone());
+                let name = r
+                    .container_name
+                    .clone()
+                    .unwrap_or_else(|| container.name.clone());
                 resource_field(pod, &name, r, None)?
             } else if let Some(r) = &from.config_map_key_ref {
-                match config_maps.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                match config_maps
+                    .get_opt(&r.name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     Some(cm) => match cm.data.unwrap_or_default().remove(&r.key) {
                         Some(v) => v,
                         None if r.optional.unwrap_or(false) => continue,
-                        None => return Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", r.key, r.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {namespace}/{}",
+                                r.key, r.name
+                            ));
+                        }
                     },
                     None if r.optional.unwrap_or(false) => continue,
                     None => return Err(format!("configmap \"{}\" not found", r.name)),
@@ -394,7 +540,12 @@ pub async fn environment(kubelet: &Kubelet, pod: &Pod, container: &Container, po
                     Some(s) => match s.data.unwrap_or_default().remove(&r.key) {
                         Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                         None if r.optional.unwrap_or(false) => continue,
-                        None => return Err(format!("couldn't find key {} in Secret {namespace}/{}", r.key, r.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {namespace}/{}",
+                                r.key, r.name
+                            ));
+                        }
                     },
                     None if r.optional.unwrap_or(false) => continue,
                     None => return Err(format!("secret \"{}\" not found", r.name)),
@@ -413,10 +564,25 @@ pub async fn environment(kubelet: &Kubelet, pod: &Pod, container: &Container, po
 
 /// Paths upstream masks and makes read-only in unprivileged containers.
 const MASKED_PATHS: &[&str] = &[
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
-const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Everything a container needs beyond the pod: its volumes and the pod's IP.
 pub struct ContainerContext<'a> {
@@ -426,21 +592,42 @@ pub struct ContainerContext<'a> {
 }
 
 /// The CRI configuration for one container.
-pub async fn container_config(kubelet: &Kubelet, pod: &Pod, container: &Container, image_ref: &str, ctx: &ContainerContext<'_>) -> Result<api::ContainerConfig, String> {
+pub async fn container_config(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    container: &Container,
+    image_ref: &str,
+    ctx: &ContainerContext<'_>,
+) -> Result<api::ContainerConfig, String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let env = environment(kubelet, pod, container, ctx.pod_ip).await?;
-    let command = container.command.iter().flatten().map(|c| expand(c, &env)).collect();
-    let args = container.args.iter().flatten().map(|c| expand(c, &env)).collect();
+    let command = container
+        .command
+        .iter()
+        .flatten()
+        .map(|c| expand(c, &env))
+        .collect();
+    let args = container
+        .args
+        .iter()
+        .flatten()
+        .map(|c| expand(c, &env))
+        .collect();
 
     let mut mounts = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
-        let volume = ctx.volumes.get(&m.name).ok_or_else(|| format!("volume \"{}\" is not set up", m.name))?;
+        let volume = ctx
+            .volumes
+            .get(&m.name)
+            .ok_or_else(|| format!("volume \"{}\" is not set up", m.name))?;
         let mut host_path = volume.host_path.clone();
         if let Some(sub) = m.sub_path.as_ref().filter(|s| !s.is_empty()) {
             let sub = expand(sub, &env);
             if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
-                return Err(format!("subPath {sub:?} must be a relative path without '..'"));
+                return Err(format!(
+                    "subPath {sub:?} must be a relative path without '..'"
+                ));
             }
             host_path = host_path.join(&sub);
             if kubelet.config.manage_host && !host_path.exists() {
@@ -459,37 +646,64 @@ pub async fn container_config(kubelet: &Kubelet, pod: &Pod, container: &Containe
             ..Default::default()
         });
     }
-    let container_dir = kubelet.config.pod_dir(&uid).join("containers").join(&container.name);
+    let container_dir = kubelet
+        .config
+        .pod_dir(&uid)
+        .join("containers")
+        .join(&container.name);
     if kubelet.config.manage_host {
         // /etc/hosts with the pod's own name and hostAliases (not for host
         // network pods, which see the node's).
-        if !spec.host_network.unwrap_or(false) && !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+        if !spec.host_network.unwrap_or(false)
+            && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+        {
             let pod_dir = kubelet.config.pod_dir(&uid);
-            std::fs::create_dir_all(&pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+            std::fs::create_dir_all(&pod_dir)
+                .map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
             let hosts = pod_dir.join("etc-hosts");
-            std::fs::write(&hosts, etc_hosts(pod, ctx.pod_ip)).map_err(|e| format!("writing {}: {e}", hosts.display()))?;
-            mounts.push(api::Mount { container_path: "/etc/hosts".into(), host_path: hosts.display().to_string(), ..Default::default() });
+            std::fs::write(&hosts, etc_hosts(pod, ctx.pod_ip))
+                .map_err(|e| format!("writing {}: {e}", hosts.display()))?;
+            mounts.push(api::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: hosts.display().to_string(),
+                ..Default::default()
+            });
         }
-        let path = container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        let path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
         if !path.is_empty() && !mounts.iter().any(|m| m.container_path == path) {
-            std::fs::create_dir_all(&container_dir).map_err(|e| format!("creating {}: {e}", container_dir.display()))?;
+            std::fs::create_dir_all(&container_dir)
+                .map_err(|e| format!("creating {}: {e}", container_dir.display()))?;
             let file = container_dir.join(format!("termination-{}", ctx.attempt));
             std::fs::write(&file, b"").map_err(|e| format!("writing {}: {e}", file.display()))?;
-            mounts.push(api::Mount { container_path: path, host_path: file.display().to_string(), ..Default::default() });
+            mounts.push(api::Mount {
+                container_path: path,
+                host_path: file.display().to_string(),
+                ..Default::default()
+            });
         }
     }
 
     let sc = container.security_context.clone().unwrap_or_default();
     let pod_sc = spec.security_context.clone().unwrap_or_default();
     let privileged = sc.privileged.unwrap_or(false);
-    let seccomp = sc.seccomp_profile.clone().or(pod_sc.seccomp_profile.clone()).map(|p| api::SecurityProfile {
-        profile_type: match p.type_.as_str() {
-            "RuntimeDefault" => api::security_profile::ProfileType::RuntimeDefault as i32,
-            "Localhost" => api::security_profile::ProfileType::Localhost as i32,
-            _ => api::security_profile::ProfileType::Unconfined as i32,
-        },
-        localhost_ref: p.localhost_profile.map(|l| format!("/var/lib/kubelet/seccomp/{l}")).unwrap_or_default(),
-    });
+    let seccomp = sc
+        .seccomp_profile
+        .clone()
+        .or(pod_sc.seccomp_profile.clone())
+        .map(|p| api::SecurityProfile {
+            profile_type: match p.type_.as_str() {
+                "RuntimeDefault" => api::security_profile::ProfileType::RuntimeDefault as i32,
+                "Localhost" => api::security_profile::ProfileType::Localhost as i32,
+                _ => api::security_profile::ProfileType::Unconfined as i32,
+            },
+            localhost_ref: p
+                .localhost_profile
+                .map(|l| format!("/var/lib/kubelet/seccomp/{l}"))
+                .unwrap_or_default(),
+        });
     let caps = sc.capabilities.clone().unwrap_or_default();
     let security_context = api::LinuxContainerSecurityContext {
         capabilities: Some(api::Capability {
@@ -499,13 +713,27 @@ pub async fn container_config(kubelet: &Kubelet, pod: &Pod, container: &Containe
         }),
         privileged,
         namespace_options: Some(namespace_options(&spec)),
-        run_as_user: sc.run_as_user.or(pod_sc.run_as_user).map(|value| api::Int64Value { value }),
-        run_as_group: sc.run_as_group.or(pod_sc.run_as_group).map(|value| api::Int64Value { value }),
+        run_as_user: sc
+            .run_as_user
+            .or(pod_sc.run_as_user)
+            .map(|value| api::Int64Value { value }),
+        run_as_group: sc
+            .run_as_group
+            .or(pod_sc.run_as_group)
+            .map(|value| api::Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         supplemental_groups: pod_sc.supplemental_groups.clone().unwrap_or_default(),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
-        masked_paths: if privileged { Vec::new() } else { MASKED_PATHS.iter().map(|s| s.to_string()).collect() },
-        readonly_paths: if privileged { Vec::new() } else { READONLY_PATHS.iter().map(|s| s.to_string()).collect() },
+        masked_paths: if privileged {
+            Vec::new()
+        } else {
+            MASKED_PATHS.iter().map(|s| s.to_string()).collect()
+        },
+        readonly_paths: if privileged {
+            Vec::new()
+        } else {
+            READONLY_PATHS.iter().map(|s| s.to_string()).collect()
+        },
         seccomp,
         ..Default::default()
     };
@@ -514,12 +742,21 @@ pub async fn container_config(kubelet: &Kubelet, pod: &Pod, container: &Containe
     labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
     let annotations = HashMap::from([(labels::RESTART_COUNT.to_string(), ctx.attempt.to_string())]);
     Ok(api::ContainerConfig {
-        metadata: Some(api::ContainerMetadata { name: container.name.clone(), attempt: ctx.attempt }),
-        image: Some(api::ImageSpec { image: image_ref.to_string(), ..Default::default() }),
+        metadata: Some(api::ContainerMetadata {
+            name: container.name.clone(),
+            attempt: ctx.attempt,
+        }),
+        image: Some(api::ImageSpec {
+            image: image_ref.to_string(),
+            ..Default::default()
+        }),
         command,
         args,
         working_dir: container.working_dir.clone().unwrap_or_default(),
-        envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| api::KeyValue { key, value })
+            .collect(),
         mounts,
         labels,
         annotations,
@@ -540,7 +777,10 @@ fn etc_hosts(pod: &Pod, pod_ip: &str) -> String {
     let mut text = String::from(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
-    let hostname = spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
     if !pod_ip.is_empty() {
         match &spec.subdomain {
             Some(sub) => text.push_str(&format!(
@@ -551,7 +791,11 @@ fn etc_hosts(pod: &Pod, pod_ip: &str) -> String {
         }
     }
     for alias in spec.host_aliases.iter().flatten() {
-        text.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", alias.ip, alias.hostnames.clone().unwrap_or_default().join("\t")));
+        text.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            alias.ip,
+            alias.hostnames.clone().unwrap_or_default().join("\t")
+        ));
     }
     text
 }
@@ -560,8 +804,13 @@ fn etc_hosts(pod: &Pod, pod_ip: &str) -> String {
 /// quota from the limit, the memory limit, and the OOM score for the QoS class.
 pub fn linux_resources(pod: &Pod, container: &Container) -> api::LinuxContainerResources {
     let resources = container.resources.clone().unwrap_or_default();
-    let get = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
-        map.as_ref().and_then(|m| m.get(name)).and_then(|q| parse_quantity(&q.0))
+    let get = |map: &Option<
+        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+               name: &str| {
+        map.as_ref()
+            .and_then(|m| m.get(name))
+            .and_then(|q| parse_quantity(&q.0))
     };
     let cpu_request = get(&resources.requests, "cpu").or(get(&resources.limits, "cpu"));
     let cpu_limit = get(&resources.limits, "cpu");
@@ -580,7 +829,9 @@ pub fn linux_resources(pod: &Pod, container: &Container) -> api::LinuxContainerR
     api::LinuxContainerResources {
         cpu_period: if cpu_limit.is_some() { 100_000 } else { 0 },
         cpu_quota: cpu_limit.map(|l| (milli(l) * 100).max(1000)).unwrap_or(0),
-        cpu_shares: cpu_request.map(|r| (milli(r) * 1024 / 1000).max(2)).unwrap_or(2),
+        cpu_shares: cpu_request
+            .map(|r| (milli(r) * 1024 / 1000).max(2))
+            .unwrap_or(2),
         memory_limit_in_bytes: memory_limit.map(|m| m as i64).unwrap_or(0),
         oom_score_adj: oom,
         ..Default::default()
@@ -593,7 +844,10 @@ mod tests {
 
     #[test]
     fn expansion() {
-        let env = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "two".to_string())];
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "two".to_string()),
+        ];
         assert_eq!(expand("$(A)-$(B)", &env), "1-two");
         assert_eq!(expand("$$(A) $(C)", &env), "$(A) $(C)");
         assert_eq!(expand("cost $5", &env), "cost $5");
@@ -615,19 +869,45 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i", "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}}]}
         }))
         .unwrap();
-        assert_eq!(pod_field(&pod, "metadata.labels['app']", None).as_deref(), Some("web"));
-        assert_eq!(pod_field(&pod, "spec.nodeName", None).as_deref(), Some("n1"));
-        assert_eq!(pod_field(&pod, "status.podIP", Some("10.0.0.5")).as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            pod_field(&pod, "metadata.labels['app']", None).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            pod_field(&pod, "spec.nodeName", None).as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            pod_field(&pod, "status.podIP", Some("10.0.0.5")).as_deref(),
+            Some("10.0.0.5")
+        );
         assert_eq!(pod_field(&pod, "spec.bogus", None), None);
         let sel = |r: &str, d: Option<&str>| ResourceFieldSelector {
             container_name: Some("c".into()),
             resource: r.into(),
             divisor: d.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
         };
-        assert_eq!(resource_field(&pod, "c", &sel("limits.memory", Some("1Mi")), None).unwrap(), "64");
-        assert_eq!(resource_field(&pod, "c", &sel("limits.cpu", None), None).unwrap(), "1");
-        assert_eq!(resource_field(&pod, "c", &sel("limits.cpu", Some("1m")), None).unwrap(), "250");
+        assert_eq!(
+            resource_field(&pod, "c", &sel("limits.memory", Some("1Mi")), None).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_field(&pod, "c", &sel("limits.cpu", None), None).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            resource_field(&pod, "c", &sel("limits.cpu", Some("1m")), None).unwrap(),
+            "250"
+        );
         let r = linux_resources(&pod, &pod.spec.as_ref().unwrap().containers[0]);
-        assert_eq!((r.cpu_quota, r.cpu_period, r.cpu_shares, r.memory_limit_in_bytes), (25_000, 100_000, 256, 64 << 20));
+        assert_eq!(
+            (
+                r.cpu_quota,
+                r.cpu_period,
+                r.cpu_shares,
+                r.memory_limit_in_bytes
+            ),
+            (25_000, 100_000, 256, 64 << 20)
+        );
     }
 }

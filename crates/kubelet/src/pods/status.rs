@@ -4,8 +4,8 @@
 
 use crate::cri::api;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::HashMap;
@@ -62,7 +62,10 @@ fn time(nanos: i64) -> Option<Time> {
 }
 
 /// The newest two containers named `name`.
-fn latest<'a>(containers: &'a [Observed], name: &str) -> (Option<&'a Observed>, Option<&'a Observed>) {
+fn latest<'a>(
+    containers: &'a [Observed],
+    name: &str,
+) -> (Option<&'a Observed>, Option<&'a Observed>) {
     let mut it = containers.iter().filter(|c| c.name == name);
     (it.next(), it.next())
 }
@@ -71,7 +74,11 @@ fn terminated(c: &Observed, runtime: &str) -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: c.exit_code,
         reason: Some(if c.reason.is_empty() {
-            if c.exit_code == 0 { "Completed".into() } else { "Error".into() }
+            if c.exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            }
         } else {
             c.reason.clone()
         }),
@@ -95,24 +102,44 @@ fn container_status(container: &Container, inputs: &Inputs<'_>) -> ContainerStat
         (Some(c), Some((reason, message))) if !c.running() => {
             // Waiting to restart: the exit just seen is the last state.
             if c.exited() {
-                last_state = Some(ContainerState { terminated: Some(terminated(c, inputs.runtime_name)), ..Default::default() });
+                last_state = Some(ContainerState {
+                    terminated: Some(terminated(c, inputs.runtime_name)),
+                    ..Default::default()
+                });
             }
             ContainerState {
-                waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: Some(message.clone()) }),
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.clone()),
+                    message: Some(message.clone()),
+                }),
                 ..Default::default()
             }
         }
         (Some(c), _) if c.running() => {
             (ready, started) = (inputs.probe)(container, c);
-            ContainerState { running: Some(ContainerStateRunning { started_at: time(c.started_at) }), ..Default::default() }
+            ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: time(c.started_at),
+                }),
+                ..Default::default()
+            }
         }
-        (Some(c), _) if c.exited() => ContainerState { terminated: Some(terminated(c, inputs.runtime_name)), ..Default::default() },
+        (Some(c), _) if c.exited() => ContainerState {
+            terminated: Some(terminated(c, inputs.runtime_name)),
+            ..Default::default()
+        },
         (_, Some((reason, message))) => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: (!message.is_empty()).then(|| message.clone()) }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: (!message.is_empty()).then(|| message.clone()),
+            }),
             ..Default::default()
         },
         _ => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
             ..Default::default()
         },
     };
@@ -130,7 +157,14 @@ fn container_status(container: &Container, inputs: &Inputs<'_>) -> ContainerStat
     }
 }
 
-fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>, old: &[PodCondition], now: jiff::Timestamp) -> PodCondition {
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    old: &[PodCondition],
+    now: jiff::Timestamp,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     let transition = old
         .iter()
@@ -158,10 +192,21 @@ pub fn compute(pod: &Pod, inputs: &Inputs<'_>) -> PodStatus {
     let old = pod.status.clone().unwrap_or_default();
     let old_conditions = old.conditions.clone().unwrap_or_default();
     let now = jiff::Timestamp::now();
-    let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-    let init_statuses: Vec<ContainerStatus> =
-        spec.init_containers.iter().flatten().map(|c| container_status(c, inputs)).collect();
-    let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| container_status(c, inputs)).collect();
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| container_status(c, inputs))
+        .collect();
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .map(|c| container_status(c, inputs))
+        .collect();
 
     // Initialized: every regular init container succeeded, every sidecar started.
     let mut pending_init = Vec::new();
@@ -173,7 +218,10 @@ pub fn compute(pod: &Pod, inputs: &Inputs<'_>) -> PodStatus {
         } else {
             state.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
         };
-        if state.terminated.as_ref().is_some_and(|t| t.exit_code != 0) && policy == "Never" && !is_sidecar(c) {
+        if state.terminated.as_ref().is_some_and(|t| t.exit_code != 0)
+            && policy == "Never"
+            && !is_sidecar(c)
+        {
             init_failed = true;
         }
         if !done {
@@ -192,7 +240,12 @@ pub fn compute(pod: &Pod, inputs: &Inputs<'_>) -> PodStatus {
             if t.exit_code != 0 {
                 failed += 1;
             }
-        } else if s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some() {
+        } else if s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .is_some()
+        {
             // Waiting to restart after an exit counts as stopped.
             stopped += 1;
             failed += 1;
@@ -221,28 +274,72 @@ pub fn compute(pod: &Pod, inputs: &Inputs<'_>) -> PodStatus {
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
 
-    let unready: Vec<String> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.clone()).collect();
+    let unready: Vec<String> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.clone())
+        .collect();
     let containers_ready = unready.is_empty() && !terminal;
     let gates_ok = spec.readiness_gates.iter().flatten().all(|g| {
-        old_conditions.iter().any(|c| c.type_ == g.condition_type && c.status == "True")
+        old_conditions
+            .iter()
+            .any(|c| c.type_ == g.condition_type && c.status == "True")
     });
     let (not_ready_reason, not_ready_message) = if terminal {
         ("PodCompleted", None)
     } else {
-        ("ContainersNotReady", Some(format!("containers with unready status: [{}]", unready.join(" "))))
+        (
+            "ContainersNotReady",
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        )
     };
     let mut conditions = vec![
-        condition("PodReadyToStartContainers", inputs.sandbox_ready, None, None, &old_conditions, now),
         condition(
-            "Initialized",
-            initialized,
-            Some(if terminal && !initialized { "PodCompleted" } else { "ContainersNotInitialized" }),
-            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+            "PodReadyToStartContainers",
+            inputs.sandbox_ready,
+            None,
+            None,
             &old_conditions,
             now,
         ),
-        condition("Ready", containers_ready && gates_ok, Some(if containers_ready { "ReadinessGatesNotReady" } else { not_ready_reason }), not_ready_message.clone(), &old_conditions, now),
-        condition("ContainersReady", containers_ready, Some(not_ready_reason), not_ready_message, &old_conditions, now),
+        condition(
+            "Initialized",
+            initialized,
+            Some(if terminal && !initialized {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                pending_init.join(" ")
+            )),
+            &old_conditions,
+            now,
+        ),
+        condition(
+            "Ready",
+            containers_ready && gates_ok,
+            Some(if containers_ready {
+                "ReadinessGatesNotReady"
+            } else {
+                not_ready_reason
+            }),
+            not_ready_message.clone(),
+            &old_conditions,
+            now,
+        ),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            Some(not_ready_reason),
+            not_ready_message,
+            &old_conditions,
+            now,
+        ),
     ];
     // Conditions others own (PodScheduled, DisruptionTarget, readiness gates) stay.
     for c in &old_conditions {
@@ -255,7 +352,9 @@ pub fn compute(pod: &Pod, inputs: &Inputs<'_>) -> PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
         host_ip: Some(inputs.host_ip.clone()),
-        host_ips: Some(vec![HostIP { ip: inputs.host_ip.clone() }]),
+        host_ips: Some(vec![HostIP {
+            ip: inputs.host_ip.clone(),
+        }]),
         pod_ip: inputs.pod_ip.clone(),
         pod_ips,
         start_time: inputs.start_time.clone(),
@@ -281,10 +380,22 @@ mod tests {
     }
 
     fn observed(name: &str, state: api::ContainerState, code: i32, attempt: u32) -> Observed {
-        Observed { id: format!("{name}{attempt}"), name: name.into(), attempt, state: state as i32, exit_code: code, started_at: 1, ..Default::default() }
+        Observed {
+            id: format!("{name}{attempt}"),
+            name: name.into(),
+            attempt,
+            state: state as i32,
+            exit_code: code,
+            started_at: 1,
+            ..Default::default()
+        }
     }
 
-    fn status(pod: &Pod, containers: &[Observed], waiting: &HashMap<String, (String, String)>) -> PodStatus {
+    fn status(
+        pod: &Pod,
+        containers: &[Observed],
+        waiting: &HashMap<String, (String, String)>,
+    ) -> PodStatus {
         let probe = |_: &Container, _: &Observed| (true, true);
         compute(
             pod,
@@ -303,7 +414,14 @@ mod tests {
     }
 
     fn cond(s: &PodStatus, kind: &str) -> String {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == kind).unwrap().status.clone()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
+            .status
+            .clone()
     }
 
     #[test]
@@ -313,33 +431,86 @@ mod tests {
         let p = pod("Always");
         let s = status(&p, &[], &none);
         assert_eq!(s.phase.as_deref(), Some("Pending"));
-        let both = [observed("a", ContainerRunning, 0, 0), observed("b", ContainerRunning, 0, 0)];
+        let both = [
+            observed("a", ContainerRunning, 0, 0),
+            observed("b", ContainerRunning, 0, 0),
+        ];
         let s = status(&p, &both, &none);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready"), "True");
         assert_eq!(cond(&s, "PodScheduled"), "True");
 
-        let done = [observed("a", ContainerExited, 0, 0), observed("b", ContainerExited, 0, 0)];
-        assert_eq!(status(&pod("Never"), &done, &none).phase.as_deref(), Some("Succeeded"));
-        assert_eq!(status(&pod("OnFailure"), &done, &none).phase.as_deref(), Some("Succeeded"));
-        assert_eq!(status(&pod("Always"), &done, &none).phase.as_deref(), Some("Running"));
-        let one_failed = [observed("a", ContainerExited, 1, 0), observed("b", ContainerExited, 0, 0)];
+        let done = [
+            observed("a", ContainerExited, 0, 0),
+            observed("b", ContainerExited, 0, 0),
+        ];
+        assert_eq!(
+            status(&pod("Never"), &done, &none).phase.as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            status(&pod("OnFailure"), &done, &none).phase.as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            status(&pod("Always"), &done, &none).phase.as_deref(),
+            Some("Running")
+        );
+        let one_failed = [
+            observed("a", ContainerExited, 1, 0),
+            observed("b", ContainerExited, 0, 0),
+        ];
         let s = status(&pod("Never"), &one_failed, &none);
         assert_eq!(s.phase.as_deref(), Some("Failed"));
-        assert_eq!(s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodCompleted")
+        );
     }
 
     #[test]
     fn crash_loop_shows_waiting_with_last_state() {
         use api::ContainerState::*;
         let p = pod("Always");
-        let waiting = HashMap::from([("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()))]);
-        let containers = [observed("a", ContainerExited, 2, 3), observed("b", ContainerRunning, 0, 0)];
+        let waiting = HashMap::from([(
+            "a".to_string(),
+            ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()),
+        )]);
+        let containers = [
+            observed("a", ContainerExited, 2, 3),
+            observed("b", ContainerRunning, 0, 0),
+        ];
         let s = status(&p, &containers, &waiting);
         let a = &s.container_statuses.as_ref().unwrap()[0];
         assert_eq!(a.restart_count, 3);
-        assert_eq!(a.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
-        assert_eq!(a.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 2);
+        assert_eq!(
+            a.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        assert_eq!(
+            a.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            2
+        );
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready"), "False");
     }

@@ -60,19 +60,33 @@ struct Snapshot {
 
 impl Snapshot {
     fn ready_sandbox(&self) -> Option<&api::PodSandbox> {
-        self.sandboxes.first().filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+        self.sandboxes
+            .first()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
     }
     /// The newest container named `name` in sandbox `sandbox`.
     fn latest(&self, name: &str, sandbox: &str) -> Option<&Observed> {
-        self.containers.iter().find(|c| c.name == name && c.sandbox_id == sandbox)
+        self.containers
+            .iter()
+            .find(|c| c.name == name && c.sandbox_id == sandbox)
     }
     fn next_attempt(&self, name: &str) -> u32 {
-        self.containers.iter().filter(|c| c.name == name).map(|c| c.attempt + 1).max().unwrap_or(0)
+        self.containers
+            .iter()
+            .filter(|c| c.name == name)
+            .map(|c| c.attempt + 1)
+            .max()
+            .unwrap_or(0)
     }
 }
 
 impl Worker {
-    pub fn new(kubelet: Arc<Kubelet>, uid: String, rx: watch::Receiver<Desired>, wake: Arc<Notify>) -> Worker {
+    pub fn new(
+        kubelet: Arc<Kubelet>,
+        uid: String,
+        rx: watch::Receiver<Desired>,
+        wake: Arc<Notify>,
+    ) -> Worker {
         Worker {
             kubelet,
             uid,
@@ -125,15 +139,25 @@ impl Worker {
     async fn snapshot(&self) -> crate::cri::Result<Snapshot> {
         let runtime = &self.kubelet.runtime;
         let mut sandboxes = runtime
-            .list_pod_sandbox(Some(api::PodSandboxFilter { label_selector: pod_uid_selector(&self.uid), ..Default::default() }))
+            .list_pod_sandbox(Some(api::PodSandboxFilter {
+                label_selector: pod_uid_selector(&self.uid),
+                ..Default::default()
+            }))
             .await?;
         sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let listed = runtime
-            .list_containers(Some(api::ContainerFilter { label_selector: pod_uid_selector(&self.uid), ..Default::default() }))
+            .list_containers(Some(api::ContainerFilter {
+                label_selector: pod_uid_selector(&self.uid),
+                ..Default::default()
+            }))
             .await?;
         let mut containers = Vec::with_capacity(listed.len());
         for c in listed {
-            let name = c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            let name = c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
             let attempt = c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
             let mut o = Observed {
                 id: c.id.clone(),
@@ -161,7 +185,10 @@ impl Worker {
             containers.push(o);
         }
         containers.sort_by_key(|c| std::cmp::Reverse((c.created_at, c.attempt)));
-        Ok(Snapshot { sandboxes, containers })
+        Ok(Snapshot {
+            sandboxes,
+            containers,
+        })
     }
 
     /// One pass; returns how long until the next one at the latest.
@@ -186,7 +213,9 @@ impl Worker {
                 .or_else(|| Some(Time(jiff::Timestamp::now())));
         }
         let api_phase = pod.status.as_ref().and_then(|s| s.phase.clone());
-        if self.terminal.is_none() && matches!(api_phase.as_deref(), Some("Succeeded") | Some("Failed")) {
+        if self.terminal.is_none()
+            && matches!(api_phase.as_deref(), Some("Succeeded") | Some("Failed"))
+        {
             self.terminal = api_phase;
         }
         if self.terminal.is_some() {
@@ -199,7 +228,10 @@ impl Worker {
         let mut next = RESYNC;
         // Volumes.
         if self.kubelet.config.manage_host || self.volumes.is_none() {
-            let stale = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() >= VOLUME_REFRESH);
+            let stale = self
+                .volumes
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() >= VOLUME_REFRESH);
             if stale {
                 let result = if self.kubelet.config.manage_host {
                     volumes::setup(&self.kubelet, pod).await
@@ -209,7 +241,12 @@ impl Worker {
                 match result {
                     Ok(v) => self.volumes = Some((v, Instant::now())),
                     Err(message) => {
-                        self.kubelet.events.record(pod_ref(pod, None), Type::Warning, "FailedMount", message);
+                        self.kubelet.events.record(
+                            pod_ref(pod, None),
+                            Type::Warning,
+                            "FailedMount",
+                            message,
+                        );
                         if self.volumes.is_none() {
                             self.post_status(pod, &snap, None).await;
                             return Duration::from_secs(2);
@@ -224,7 +261,11 @@ impl Worker {
             Some(s) => {
                 let attempt = s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
                 let ip = self.sandbox_ip(pod, &s.id).await;
-                (s.id.clone(), ip, spec::sandbox_config(&self.kubelet, pod, attempt))
+                (
+                    s.id.clone(),
+                    ip,
+                    spec::sandbox_config(&self.kubelet, pod, attempt),
+                )
             }
             None => {
                 let spec_ = pod.spec.clone().unwrap_or_default();
@@ -235,9 +276,19 @@ impl Worker {
                     self.post_status(pod, &snap, None).await;
                     return next;
                 }
-                let attempt = snap.sandboxes.first().and_then(|s| s.metadata.as_ref()).map(|m| m.attempt + 1).unwrap_or(0);
+                let attempt = snap
+                    .sandboxes
+                    .first()
+                    .and_then(|s| s.metadata.as_ref())
+                    .map(|m| m.attempt + 1)
+                    .unwrap_or(0);
                 if !snap.sandboxes.is_empty() {
-                    self.kubelet.events.record(pod_ref(pod, None), Type::Normal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
+                    self.kubelet.events.record(
+                        pod_ref(pod, None),
+                        Type::Normal,
+                        "SandboxChanged",
+                        "Pod sandbox changed, it will be killed and re-created.",
+                    );
                     self.stop_everything(pod, &snap, 0).await;
                 }
                 let config = spec::sandbox_config(&self.kubelet, pod, attempt);
@@ -268,7 +319,10 @@ impl Worker {
             }
         };
         let spec_ = pod.spec.clone().unwrap_or_default();
-        let policy = spec_.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec_
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
 
         // Init containers in order; sidecars start in their place and keep running.
         let mut initialized = true;
@@ -282,7 +336,10 @@ impl Worker {
                         if self.liveness_failed(c, &o) {
                             self.kill_for_restart(pod, c, &o).await;
                         }
-                        if c.startup_probe.is_some() && self.kubelet.pods.probes.get(&o.id, probes::Kind::Startup) != Some(true) {
+                        if c.startup_probe.is_some()
+                            && self.kubelet.pods.probes.get(&o.id, probes::Kind::Startup)
+                                != Some(true)
+                        {
                             initialized = false;
                             break;
                         }
@@ -299,7 +356,18 @@ impl Worker {
                     break;
                 }
                 other => {
-                    if let Some(wait) = self.start_or_backoff(pod, c, other.as_ref(), &snap, &sandbox_id, &sandbox_config, &pod_ip).await {
+                    if let Some(wait) = self
+                        .start_or_backoff(
+                            pod,
+                            c,
+                            other.as_ref(),
+                            &snap,
+                            &sandbox_id,
+                            &sandbox_config,
+                            &pod_ip,
+                        )
+                        .await
+                    {
                         next = next.min(wait);
                     }
                     initialized = false;
@@ -328,13 +396,34 @@ impl Worker {
                         };
                         self.stop_probes(&o.id);
                         if restart
-                            && let Some(wait) = self.start_or_backoff(pod, c, Some(&o), &snap, &sandbox_id, &sandbox_config, &pod_ip).await
+                            && let Some(wait) = self
+                                .start_or_backoff(
+                                    pod,
+                                    c,
+                                    Some(&o),
+                                    &snap,
+                                    &sandbox_id,
+                                    &sandbox_config,
+                                    &pod_ip,
+                                )
+                                .await
                         {
                             next = next.min(wait);
                         }
                     }
                     other => {
-                        if let Some(wait) = self.start_or_backoff(pod, c, other.as_ref(), &snap, &sandbox_id, &sandbox_config, &pod_ip).await {
+                        if let Some(wait) = self
+                            .start_or_backoff(
+                                pod,
+                                c,
+                                other.as_ref(),
+                                &snap,
+                                &sandbox_id,
+                                &sandbox_config,
+                                &pod_ip,
+                            )
+                            .await
+                        {
                             next = next.min(wait);
                         }
                     }
@@ -345,7 +434,10 @@ impl Worker {
         let snap = self.snapshot().await.unwrap_or(snap);
         self.collect_garbage(&snap, &sandbox_id).await;
         let status = self.post_status(pod, &snap, Some(pod_ip.clone())).await;
-        if let Some(phase) = status.and_then(|s| s.phase).filter(|p| p == "Succeeded" || p == "Failed") {
+        if let Some(phase) = status
+            .and_then(|s| s.phase)
+            .filter(|p| p == "Succeeded" || p == "Failed")
+        {
             self.terminal = Some(phase);
             self.stop_everything(pod, &snap, 0).await;
         }
@@ -353,7 +445,12 @@ impl Worker {
     }
 
     async fn sandbox_ip(&self, pod: &Pod, sandbox_id: &str) -> String {
-        if pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) {
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+        {
             return self.kubelet.host_ip.to_string();
         }
         match self.kubelet.runtime.pod_sandbox_status(sandbox_id).await {
@@ -365,14 +462,23 @@ impl Worker {
     fn liveness_failed(&self, c: &Container, o: &Observed) -> bool {
         let probes = &self.kubelet.pods.probes;
         (c.liveness_probe.is_some() && probes.get(&o.id, probes::Kind::Liveness) == Some(false))
-            || (c.startup_probe.is_some() && probes.get(&o.id, probes::Kind::Startup) == Some(false))
+            || (c.startup_probe.is_some()
+                && probes.get(&o.id, probes::Kind::Startup) == Some(false))
     }
 
     fn ensure_probes(&mut self, pod: &Pod, c: &Container, o: &Observed, pod_ip: &str) {
         if self.probe_tasks.contains_key(&o.id) {
             return;
         }
-        let tasks = probes::start(&self.kubelet, c, &o.id, pod_ip, &self.wake, self.probe_failed.clone(), pod_ref(pod, None));
+        let tasks = probes::start(
+            &self.kubelet,
+            c,
+            &o.id,
+            pod_ip,
+            &self.wake,
+            self.probe_failed.clone(),
+            pod_ref(pod, None),
+        );
         self.probe_tasks.insert(o.id.clone(), tasks);
     }
 
@@ -388,10 +494,24 @@ impl Worker {
             .lock()
             .unwrap()
             .remove(&c.name)
-            .unwrap_or_else(|| format!("Container {} failed liveness probe, will be restarted", c.name));
-        self.kubelet.events.record(pod_ref(pod, Some(field_path(c))), Type::Normal, "Killing", message);
+            .unwrap_or_else(|| {
+                format!(
+                    "Container {} failed liveness probe, will be restarted",
+                    c.name
+                )
+            });
+        self.kubelet.events.record(
+            pod_ref(pod, Some(field_path(c))),
+            Type::Normal,
+            "Killing",
+            message,
+        );
         self.stop_probes(&o.id);
-        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         self.stop_container(pod, c, &o.id, grace).await;
     }
 
@@ -410,7 +530,10 @@ impl Worker {
     ) -> Option<Duration> {
         if let Some(prev) = previous.filter(|p| p.exited()) {
             let finished = Instant::now()
-                - Duration::from_nanos((jiff::Timestamp::now().as_nanosecond() as i64 - prev.finished_at).max(0) as u64);
+                - Duration::from_nanos(
+                    (jiff::Timestamp::now().as_nanosecond() as i64 - prev.finished_at).max(0)
+                        as u64,
+                );
             let entry = self.backoff.get(&c.name).copied();
             match entry {
                 Some((delay, last)) if last.elapsed() < BACKOFF_RESET => {
@@ -424,26 +547,40 @@ impl Worker {
                             pod.metadata.namespace.as_deref().unwrap_or_default(),
                             self.uid
                         );
-                        if self.waiting.get(&c.name).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
+                        if self.waiting.get(&c.name).map(|w| w.0.as_str())
+                            != Some("CrashLoopBackOff")
+                        {
                             self.kubelet.events.record(
                                 pod_ref(pod, Some(field_path(c))),
                                 Type::Warning,
                                 "BackOff",
-                                format!("Back-off restarting failed container {} in pod {}", c.name, name(pod)),
+                                format!(
+                                    "Back-off restarting failed container {} in pod {}",
+                                    c.name,
+                                    name(pod)
+                                ),
                             );
                         }
-                        self.waiting.insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
+                        self.waiting
+                            .insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
                         return Some(delay - since);
                     }
-                    self.backoff.insert(c.name.clone(), ((delay * 2).min(BACKOFF_MAX), Instant::now()));
+                    self.backoff.insert(
+                        c.name.clone(),
+                        ((delay * 2).min(BACKOFF_MAX), Instant::now()),
+                    );
                 }
                 _ => {
-                    self.backoff.insert(c.name.clone(), (BACKOFF_START, Instant::now()));
+                    self.backoff
+                        .insert(c.name.clone(), (BACKOFF_START, Instant::now()));
                 }
             }
         }
         let attempt = snap.next_attempt(&c.name);
-        match self.start_container(pod, c, sandbox_id, sandbox_config, pod_ip, attempt).await {
+        match self
+            .start_container(pod, c, sandbox_id, sandbox_config, pod_ip, attempt)
+            .await
+        {
             Ok(()) => {
                 self.waiting.remove(&c.name);
                 None
@@ -470,23 +607,73 @@ impl Worker {
         let events = self.kubelet.events.clone();
         let image = c.image.clone().unwrap_or_default();
         let image_ref = self.ensure_image(pod, c, &image, sandbox_config).await?;
-        let volumes = self.volumes.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
-        let ctx = spec::ContainerContext { volumes: &volumes, pod_ip, attempt };
-        let config = spec::container_config(&self.kubelet, pod, c, &image_ref, &ctx).await.map_err(|message| {
-            events.record(reference.clone(), Type::Warning, "Failed", format!("Error: {message}"));
-            ("CreateContainerConfigError".to_string(), message, Duration::from_secs(2))
-        })?;
+        let volumes = self
+            .volumes
+            .as_ref()
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default();
+        let ctx = spec::ContainerContext {
+            volumes: &volumes,
+            pod_ip,
+            attempt,
+        };
+        let config = spec::container_config(&self.kubelet, pod, c, &image_ref, &ctx)
+            .await
+            .map_err(|message| {
+                events.record(
+                    reference.clone(),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                (
+                    "CreateContainerConfigError".to_string(),
+                    message,
+                    Duration::from_secs(2),
+                )
+            })?;
         let runtime = &self.kubelet.runtime;
-        let id = runtime.create_container(sandbox_id, config, sandbox_config.clone()).await.map_err(|err| {
-            events.record(reference.clone(), Type::Warning, "Failed", format!("Error: {err}"));
-            ("CreateContainerError".to_string(), err.to_string(), Duration::from_secs(2))
-        })?;
-        events.record(reference.clone(), Type::Normal, "Created", format!("Created container {}", c.name));
+        let id = runtime
+            .create_container(sandbox_id, config, sandbox_config.clone())
+            .await
+            .map_err(|err| {
+                events.record(
+                    reference.clone(),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {err}"),
+                );
+                (
+                    "CreateContainerError".to_string(),
+                    err.to_string(),
+                    Duration::from_secs(2),
+                )
+            })?;
+        events.record(
+            reference.clone(),
+            Type::Normal,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         if let Err(err) = runtime.start_container(&id).await {
-            events.record(reference.clone(), Type::Warning, "Failed", format!("Error: {err}"));
-            return Err(("RunContainerError".into(), err.to_string(), Duration::from_secs(2)));
+            events.record(
+                reference.clone(),
+                Type::Warning,
+                "Failed",
+                format!("Error: {err}"),
+            );
+            return Err((
+                "RunContainerError".into(),
+                err.to_string(),
+                Duration::from_secs(2),
+            ));
         }
-        events.record(reference.clone(), Type::Normal, "Started", format!("Started container {}", c.name));
+        events.record(
+            reference.clone(),
+            Type::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
             let handler = probes::Handler {
                 exec: hook.exec.and_then(|e| e.command),
@@ -496,10 +683,22 @@ impl Worker {
             };
             if let Some(sleep) = hook.sleep {
                 tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
-            } else if let probes::Outcome::Failure(message) =
-                probes::run_handler(runtime.as_ref(), c, &id, pod_ip, handler, Duration::from_secs(30)).await
+            } else if let probes::Outcome::Failure(message) = probes::run_handler(
+                runtime.as_ref(),
+                c,
+                &id,
+                pod_ip,
+                handler,
+                Duration::from_secs(30),
+            )
+            .await
             {
-                events.record(reference.clone(), Type::Warning, "FailedPostStartHook", message.clone());
+                events.record(
+                    reference.clone(),
+                    Type::Warning,
+                    "FailedPostStartHook",
+                    message.clone(),
+                );
                 let _ = runtime.stop_container(&id, 0).await;
                 return Err(("PostStartHookError".into(), message, Duration::from_secs(1)));
             }
@@ -519,18 +718,43 @@ impl Worker {
         let reference = pod_ref(pod, Some(field_path(c)));
         let events = self.kubelet.events.clone();
         let runtime = &self.kubelet.runtime;
-        let latest_tag = !image.contains('@') && image.rsplit('/').next().is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| if latest_tag { "Always".into() } else { "IfNotPresent".into() });
+        let latest_tag = !image.contains('@')
+            && image
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+            if latest_tag {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
+        });
         let present = runtime.image_status(image).await.ok().flatten();
         match (policy.as_str(), &present) {
             ("Never", None) => {
-                let message = format!("Container image \"{image}\" is not present with pull policy of Never");
-                events.record(reference, Type::Warning, "ErrImageNeverPull", message.clone());
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                events.record(
+                    reference,
+                    Type::Warning,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                );
                 return Err(("ErrImageNeverPull".into(), message, Duration::from_secs(10)));
             }
             ("Never", Some(i)) | ("IfNotPresent", Some(i)) => {
-                events.record(reference, Type::Normal, "Pulled", format!("Container image \"{image}\" already present on machine"));
-                return Ok(if i.id.is_empty() { image.to_string() } else { i.id.clone() });
+                events.record(
+                    reference,
+                    Type::Normal,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                return Ok(if i.id.is_empty() {
+                    image.to_string()
+                } else {
+                    i.id.clone()
+                });
             }
             _ => {}
         }
@@ -540,15 +764,24 @@ impl Worker {
             let message = format!("Back-off pulling image \"{image}\"");
             return Err(("ImagePullBackOff".into(), message, delay - at.elapsed()));
         }
-        events.record(reference.clone(), Type::Normal, "Pulling", format!("Pulling image \"{image}\""));
+        events.record(
+            reference.clone(),
+            Type::Normal,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
         let started = Instant::now();
         let auth = self.pull_auth(pod, image).await;
-        let mut result = runtime.pull_image(image, auth.first().cloned(), Some(sandbox_config.clone())).await;
+        let mut result = runtime
+            .pull_image(image, auth.first().cloned(), Some(sandbox_config.clone()))
+            .await;
         for other in auth.iter().skip(1) {
             if result.is_ok() {
                 break;
             }
-            result = runtime.pull_image(image, Some(other.clone()), Some(sandbox_config.clone())).await;
+            result = runtime
+                .pull_image(image, Some(other.clone()), Some(sandbox_config.clone()))
+                .await;
         }
         match result {
             Ok(image_ref) => {
@@ -557,13 +790,21 @@ impl Worker {
                     reference,
                     Type::Normal,
                     "Pulled",
-                    format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64()),
+                    format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
                 );
                 Ok(image_ref)
             }
             Err(err) => {
-                let delay = self.image_backoff.get(image).map(|(d, _)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_START);
-                self.image_backoff.insert(image.to_string(), (delay, Instant::now()));
+                let delay = self
+                    .image_backoff
+                    .get(image)
+                    .map(|(d, _)| (*d * 2).min(BACKOFF_MAX))
+                    .unwrap_or(BACKOFF_START);
+                self.image_backoff
+                    .insert(image.to_string(), (delay, Instant::now()));
                 let message = format!("Failed to pull image \"{image}\": {err}");
                 events.record(reference.clone(), Type::Warning, "Failed", message.clone());
                 events.record(reference, Type::Warning, "Failed", "Error: ErrImagePull");
@@ -573,13 +814,26 @@ impl Worker {
     }
 
     async fn pull_auth(&self, pod: &Pod, image: &str) -> Vec<api::AuthConfig> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let secrets: Api<Secret> = Api::namespaced(self.kubelet.client.clone(), &namespace);
         let mut found = Vec::new();
-        for r in pod.spec.as_ref().and_then(|s| s.image_pull_secrets.clone()).unwrap_or_default() {
-            let Ok(Some(secret)) = secrets.get_opt(&r.name).await else { continue };
+        for r in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+        {
+            let Ok(Some(secret)) = secrets.get_opt(&r.name).await else {
+                continue;
+            };
             let data = secret.data.unwrap_or_default();
-            let Some(config) = data.get(".dockerconfigjson").or(data.get(".dockercfg")) else { continue };
+            let Some(config) = data.get(".dockerconfigjson").or(data.get(".dockercfg")) else {
+                continue;
+            };
             if let Some((username, password)) = volumes::registry_auth(&config.0, image) {
                 found.push(api::AuthConfig {
                     username,
@@ -600,7 +854,11 @@ impl Worker {
             && grace > 0
         {
             let budget = Duration::from_secs(grace as u64);
-            let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            let pod_ip = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .unwrap_or_default();
             let run = async {
                 if let Some(sleep) = hook.sleep {
                     tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
@@ -612,10 +870,23 @@ impl Worker {
                     tcp: hook.tcp_socket.map(|t| (t.host, t.port)),
                     grpc: None,
                 };
-                probes::run_handler(self.kubelet.runtime.as_ref(), c, id, &pod_ip, handler, budget).await
+                probes::run_handler(
+                    self.kubelet.runtime.as_ref(),
+                    c,
+                    id,
+                    &pod_ip,
+                    handler,
+                    budget,
+                )
+                .await
             };
             if let Ok(probes::Outcome::Failure(message)) = tokio::time::timeout(budget, run).await {
-                self.kubelet.events.record(pod_ref(pod, Some(field_path(c))), Type::Warning, "FailedPreStopHook", message);
+                self.kubelet.events.record(
+                    pod_ref(pod, Some(field_path(c))),
+                    Type::Warning,
+                    "FailedPreStopHook",
+                    message,
+                );
             }
         }
         let left = (grace - started.elapsed().as_secs() as i64).max(if grace > 0 { 2 } else { 0 });
@@ -630,13 +901,38 @@ impl Worker {
     /// the sandboxes. `grace` 0 means the pod's own grace period.
     async fn stop_everything(&mut self, pod: &Pod, snap: &Snapshot, grace: i64) {
         let spec_ = pod.spec.clone().unwrap_or_default();
-        let grace = if grace > 0 { grace } else { spec_.termination_grace_period_seconds.unwrap_or(30) };
-        let running: Vec<&Observed> = snap.containers.iter().filter(|c| c.running() || c.state == api::ContainerState::ContainerCreated as i32).collect();
-        let all: Vec<Container> = spec_.containers.iter().chain(spec_.init_containers.iter().flatten()).cloned().collect();
+        let grace = if grace > 0 {
+            grace
+        } else {
+            spec_.termination_grace_period_seconds.unwrap_or(30)
+        };
+        let running: Vec<&Observed> = snap
+            .containers
+            .iter()
+            .filter(|c| c.running() || c.state == api::ContainerState::ContainerCreated as i32)
+            .collect();
+        let all: Vec<Container> = spec_
+            .containers
+            .iter()
+            .chain(spec_.init_containers.iter().flatten())
+            .cloned()
+            .collect();
         let this = &*self;
         let stops = running.iter().map(|o| {
-            let c = all.iter().find(|c| c.name == o.name).cloned().unwrap_or(Container { name: o.name.clone(), ..Default::default() });
-            this.kubelet.events.record(pod_ref(pod, Some(field_path(&c))), Type::Normal, "Killing", format!("Stopping container {}", c.name));
+            let c = all
+                .iter()
+                .find(|c| c.name == o.name)
+                .cloned()
+                .unwrap_or(Container {
+                    name: o.name.clone(),
+                    ..Default::default()
+                });
+            this.kubelet.events.record(
+                pod_ref(pod, Some(field_path(&c))),
+                Type::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
             let id = o.id.clone();
             async move { this.stop_container(pod, &c, &id, grace).await }
         });
@@ -644,7 +940,11 @@ impl Worker {
         for o in running {
             self.stop_probes(&o.id);
         }
-        for s in snap.sandboxes.iter().filter(|s| s.state == api::PodSandboxState::SandboxReady as i32) {
+        for s in snap
+            .sandboxes
+            .iter()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+        {
             if let Err(err) = self.kubelet.runtime.stop_pod_sandbox(&s.id).await {
                 tracing::warn!(pod = %name(pod), "stopping sandbox: {err}");
             }
@@ -653,10 +953,16 @@ impl Worker {
 
     /// Stops and removes everything the pod has on the node.
     async fn terminate(&mut self, pod: &Pod) {
-        let Ok(snap) = self.snapshot().await else { return };
+        let Ok(snap) = self.snapshot().await else {
+            return;
+        };
         let grace = match pod.metadata.deletion_grace_period_seconds {
             Some(g) => g.max(0),
-            None => pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30),
+            None => pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30),
         };
         if !snap.sandboxes.is_empty() || !snap.containers.is_empty() {
             self.stop_everything(pod, &snap, grace.max(1)).await;
@@ -676,15 +982,26 @@ impl Worker {
         if self.deleted_confirmed {
             return;
         }
-        let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let pods: Api<Pod> = Api::namespaced(
+            self.kubelet.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
-        match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+        match pods
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)
+            .await
+        {
             Ok(_) => self.deleted_confirmed = true,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => self.deleted_confirmed = true,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                self.deleted_confirmed = true
+            }
             Err(err) => tracing::warn!(pod = %name(pod), "confirming deletion: {err}"),
         }
     }
@@ -701,23 +1018,39 @@ impl Worker {
                 self.kubelet.pods.probes.forget(&c.id);
             }
         }
-        for s in snap.sandboxes.iter().filter(|s| s.id != current_sandbox && s.state != api::PodSandboxState::SandboxReady as i32) {
-            if !snap.containers.iter().any(|c| c.sandbox_id == s.id && c.running()) {
+        for s in snap.sandboxes.iter().filter(|s| {
+            s.id != current_sandbox && s.state != api::PodSandboxState::SandboxReady as i32
+        }) {
+            if !snap
+                .containers
+                .iter()
+                .any(|c| c.sandbox_id == s.id && c.running())
+            {
                 let _ = self.kubelet.runtime.remove_pod_sandbox(&s.id).await;
             }
         }
     }
 
     /// Computes the status and patches it when it changed; returns it.
-    async fn post_status(&mut self, pod: &Pod, snap: &Snapshot, pod_ip: Option<String>) -> Option<PodStatus> {
+    async fn post_status(
+        &mut self,
+        pod: &Pod,
+        snap: &Snapshot,
+        pod_ip: Option<String>,
+    ) -> Option<PodStatus> {
         let probe_results = &self.kubelet.pods.probes;
         let probe = |c: &Container, o: &Observed| {
-            let started = c.startup_probe.is_none() || probe_results.get(&o.id, probes::Kind::Startup) == Some(true);
-            let ready = started && (c.readiness_probe.is_none() || probe_results.get(&o.id, probes::Kind::Readiness) == Some(true));
+            let started = c.startup_probe.is_none()
+                || probe_results.get(&o.id, probes::Kind::Startup) == Some(true);
+            let ready = started
+                && (c.readiness_probe.is_none()
+                    || probe_results.get(&o.id, probes::Kind::Readiness) == Some(true));
             (ready, started)
         };
         let sandbox_ready = snap.ready_sandbox().is_some();
-        let pod_ip = pod_ip.filter(|ip| !ip.is_empty()).or_else(|| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
+        let pod_ip = pod_ip
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
         let inputs = status::Inputs {
             containers: &snap.containers,
             sandbox_ready,
@@ -725,7 +1058,11 @@ impl Worker {
             host_ip: self.kubelet.host_ip.to_string(),
             waiting: &self.waiting,
             probe: &probe,
-            runtime_name: if self.runtime_name.is_empty() { "containerd" } else { &self.runtime_name },
+            runtime_name: if self.runtime_name.is_empty() {
+                "containerd"
+            } else {
+                &self.runtime_name
+            },
             start_time: self.start_time.clone(),
             terminal_phase: self.terminal.clone(),
         };
@@ -738,9 +1075,19 @@ impl Worker {
             self.posted = Some(computed.clone());
             return Some(computed);
         }
-        let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let pods: Api<Pod> = Api::namespaced(
+            self.kubelet.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": computed});
-        match pods.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match pods
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => self.posted = Some(computed.clone()),
             Err(err) => tracing::debug!(pod = %name(pod), "posting status: {err}"),
         }
@@ -769,18 +1116,38 @@ fn field_path(c: &Container) -> String {
 }
 
 fn name(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default())
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Stops and removes a pod's containers and sandboxes, and its cgroup.
-pub async fn remove_pod_runtime_objects(kubelet: &Kubelet, uid: &str, sandbox_ids: &[String], grace: i64) {
+pub async fn remove_pod_runtime_objects(
+    kubelet: &Kubelet,
+    uid: &str,
+    sandbox_ids: &[String],
+    grace: i64,
+) {
     let runtime = &kubelet.runtime;
-    let filter = api::ContainerFilter { label_selector: pod_uid_selector(uid), ..Default::default() };
+    let filter = api::ContainerFilter {
+        label_selector: pod_uid_selector(uid),
+        ..Default::default()
+    };
     if let Ok(containers) = runtime.list_containers(Some(filter)).await {
-        let stops = containers.iter().filter(|c| c.state == api::ContainerState::ContainerRunning as i32).map(|c| {
-            let grace = c.annotations.get(labels::GRACE_PERIOD).and_then(|g| g.parse().ok()).unwrap_or(grace).min(grace.max(0));
-            runtime.stop_container(&c.id, grace)
-        });
+        let stops = containers
+            .iter()
+            .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            .map(|c| {
+                let grace = c
+                    .annotations
+                    .get(labels::GRACE_PERIOD)
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(grace)
+                    .min(grace.max(0));
+                runtime.stop_container(&c.id, grace)
+            });
         futures::future::join_all(stops).await;
         for c in &containers {
             let _ = runtime.remove_container(&c.id).await;
@@ -801,7 +1168,11 @@ pub async fn remove_pod_runtime_objects(kubelet: &Kubelet, uid: &str, sandbox_id
     }
     if kubelet.config.manage_host {
         let root = &kubelet.config.cgroup_root;
-        for path in [format!("{root}/pod{uid}"), format!("{root}/burstable/pod{uid}"), format!("{root}/besteffort/pod{uid}")] {
+        for path in [
+            format!("{root}/pod{uid}"),
+            format!("{root}/burstable/pod{uid}"),
+            format!("{root}/besteffort/pod{uid}"),
+        ] {
             if let Err(err) = crate::cgroups::remove_pod_cgroup(&path) {
                 tracing::warn!(%uid, "removing cgroup {path}: {err}");
             }
