@@ -95,12 +95,13 @@ KUBECONFIG=$node_kubeconfig kubectl config set-context node --cluster=skiff --us
 KUBECONFIG=$node_kubeconfig kubectl config use-context node >/dev/null
 check "kube-root-ca.crt is published by the controller manager" until_ok 20 kubectl get configmap kube-root-ca.crt
 
+mkdir -p "$work/manifests"
 start_kubelet() {
     "$root/target/debug/skiff-kubelet" --kubeconfig "$node_kubeconfig" \
         --container-runtime-endpoint "unix://$ctr_dir/containerd.sock" \
         --hostname-override e2e-node --root-dir "$work/kubelet" --pod-logs-dir "$ctr_dir/pod-logs" \
         --cni-conf-dir "$ctr_dir/cni/net.d" --cni-bridge skiffe2e0 --pod-cidr 10.250.0.0/24 \
-        --client-ca-file "$work/api/pki/ca.crt" --port $((port + 1)) >>"$work/kubelet.log" 2>&1 &
+        --pod-manifest-path "$work/manifests" --client-ca-file "$work/api/pki/ca.crt" --port $((port + 1)) >>"$work/kubelet.log" 2>&1 &
     kubelet_pid=$!
 }
 start_kubelet
@@ -137,6 +138,11 @@ expect "kubectl logs --tail=2 gives two lines" '^2$' sh -c "kubectl logs web --t
 expect "kubectl logs -f follows new output" 'GET /echo[?]msg=x 200' sh -c "(sleep 2; curl -s 'http://$ip:8080/echo?msg=x' >/dev/null) & timeout 5 kubectl logs -f web --tail=1; true"
 expect "kubectl exec runs a command in the container" '^web$' kubectl exec web -- /bin/cat /proc/sys/kernel/hostname
 expect "kubectl exec -i passes stdin through" '^piped$' sh -c "echo piped | kubectl exec -i web -- /bin/cat"
+kubectl port-forward pod/web "$((port + 2)):8080" >"$work/port-forward.log" 2>&1 &
+pf=$!
+check "kubectl port-forward reaches the pod" until_ok 15 sh -c "curl -s --max-time 2 http://127.0.0.1:$((port + 2))/hostname | grep -qx web"
+kill $pf 2>/dev/null
+check "kubectl cp copies a file out of the container" sh -c "kubectl cp web:/etc/hosts '$work/copied-hosts' && grep -q web '$work/copied-hosts'"
 expect "events record Created and Started" 'Created.*Started|Started.*Created' sh -c "kubectl get events --field-selector involvedObject.name=web -o jsonpath='{.items[*].reason}'"
 
 # 3. Init containers first; env from a ConfigMap; a Secret volume's content.
@@ -185,6 +191,47 @@ expect "service environment variables are set" 'host=10\.0\.0\.1' echo "$log"
 init_end=$(jp setup '{.status.initContainerStatuses[0].state.terminated.finishedAt}')
 main_start=$(jp setup '{.status.containerStatuses[0].state.terminated.startedAt}')
 check "main container started after the init container finished" test -n "$init_end" -a -n "$main_start" -a \( "$main_start" \> "$init_end" -o "$main_start" = "$init_end" \)
+
+# An updated ConfigMap reaches the mounted file of a running pod.
+kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: live-config}
+data: {mode: first}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  nodeName: e2e-node
+  containers:
+  - name: c
+    image: skiff.local/testhost:1.0
+    args: ["netexec", "--http-port=8080"]
+    volumeMounts: [{name: config, mountPath: /config}]
+  volumes: [{name: config, configMap: {name: live-config}}]
+YAML
+check "configMap volume pod runs" kubectl wait pod/reader --for=condition=Ready --timeout=60s
+expect "the mounted file has the ConfigMap's value" '^first$' kubectl exec reader -- /bin/cat /config/mode
+kubectl patch configmap live-config --type merge -p '{"data":{"mode":"second"}}' >/dev/null
+check "an updated ConfigMap reaches the mounted file" until_ok 40 sh -c "kubectl exec reader -- /bin/cat /config/mode | grep -qx second"
+
+# Static pods from --pod-manifest-path, mirrored into the API.
+cat >"$work/manifests/static-web.yaml" <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: static-web}
+spec:
+  containers:
+  - {name: web, image: skiff.local/testhost:1.0, args: ["netexec", "--http-port=8080"]}
+YAML
+check "a static pod's mirror pod appears and runs" until_ok 60 sh -c "[ \"\$(kubectl get pod static-web-e2e-node -o jsonpath='{.status.phase}')\" = Running ]"
+expect "the mirror pod is marked and owned by the node" 'Node/e2e-node [0-9a-f]+' kubectl get pod static-web-e2e-node -o "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.metadata.annotations.kubernetes\.io/config\.mirror}"
+kubectl delete pod static-web-e2e-node --wait=false >/dev/null 2>&1
+sleep 1
+check "a deleted mirror pod comes back" until_ok 30 kubectl get pod static-web-e2e-node
+rm "$work/manifests/static-web.yaml"
+check "removing the manifest removes the mirror pod" until_ok 40 sh -c "! kubectl get pod static-web-e2e-node"
 
 # 4. A crashing container backs off with growing delays.
 kubectl apply -f - >/dev/null <<'YAML'

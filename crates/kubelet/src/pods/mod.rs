@@ -5,6 +5,7 @@
 
 pub mod probes;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -40,29 +41,38 @@ pub struct Manager {
     workers: Mutex<HashMap<String, Handle>>,
     pub probes: probes::Results,
     pub tokens: volumes::Tokens,
+    /// Uids of the static pods (from files) now running.
+    pub static_uids: Mutex<HashSet<String>>,
     /// Pods as the workers last saw them, for the HTTP server's `/pods`.
     pub known: Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 impl Manager {
     /// Hands the pod to its worker, starting one for a pod not seen before.
-    fn dispatch(&self, kubelet: &Arc<Kubelet>, desired: Desired) {
+    pub(crate) fn dispatch(&self, kubelet: &Arc<Kubelet>, desired: Desired) {
         let pod = match &desired {
             Desired::Run(p) | Desired::Gone(p) => p.clone(),
         };
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
+        // A mirror pod only reflects a static pod, which runs from its file.
+        if static_pods::is_mirror(&pod) {
+            return;
+        }
         let mut workers = self.workers.lock().unwrap();
+        if let Desired::Run(p) = &desired {
+            self.known.lock().unwrap().insert(uid.clone(), p.clone());
+        }
         if let Some(handle) = workers.get(&uid) {
             handle.tx.send_replace(desired);
             return;
         }
-        if matches!(desired, Desired::Gone(_)) && !self.known.lock().unwrap().contains_key(&uid) {
+        if matches!(desired, Desired::Gone(_)) {
             // A pod deleted before we ever ran it: the housekeeping pass
             // removes anything it might have left.
+            return;
         }
-        self.known.lock().unwrap().insert(uid.clone(), pod);
         let (tx, rx) = watch::channel(desired);
         let wake = Arc::new(Notify::new());
         workers.insert(
@@ -111,6 +121,9 @@ pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
     let mut listing: Option<HashSet<String>> = None;
     let mut housekeeping_started = false;
     tokio::spawn(relist_loop(kubelet.clone()));
+    if let Some(dir) = kubelet.config.pod_manifest_path.clone() {
+        tokio::spawn(static_pods::run(kubelet.clone(), dir));
+    }
     while let Some(event) = stream.try_next().await.unwrap_or_else(|err| {
         tracing::warn!("pod watch: {err}");
         Some(watcher::Event::Init)
@@ -132,7 +145,10 @@ pub async fn run(kubelet: Arc<Kubelet>) -> anyhow::Result<()> {
                         .lock()
                         .unwrap()
                         .iter()
-                        .filter(|(uid, _)| !seen.contains(*uid))
+                        .filter(|(uid, _)| {
+                            !seen.contains(*uid)
+                                && !kubelet.pods.static_uids.lock().unwrap().contains(*uid)
+                        })
                         .map(|(_, p)| p.clone())
                         .collect();
                     for pod in stale {

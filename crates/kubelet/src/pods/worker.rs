@@ -1079,7 +1079,12 @@ impl Worker {
             self.kubelet.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
         );
-        let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": computed});
+        // A static pod's status goes to its mirror pod, which has its own uid.
+        let patch = if super::static_pods::is_static(pod) {
+            serde_json::json!({ "status": computed })
+        } else {
+            serde_json::json!({"metadata": {"uid": self.uid}, "status": computed})
+        };
         match pods
             .patch_status(
                 pod.metadata.name.as_deref().unwrap_or_default(),
