@@ -12,7 +12,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-for tool in kubectl containerd runc umoci curl; do
+for tool in kubectl containerd runc umoci curl skopeo docker-registry; do
     command -v "$tool" >/dev/null || { echo "$tool is not installed: run scripts/install-prereqs.sh" >&2; exit 1; }
 done
 [ -x /usr/lib/cni/bridge ] || { echo "the CNI plugins are missing (apt-get install containernetworking-plugins)" >&2; exit 1; }
@@ -232,6 +232,42 @@ sleep 1
 check "a deleted mirror pod comes back" until_ok 30 kubectl get pod static-web-e2e-node
 rm "$work/manifests/static-web.yaml"
 check "removing the manifest removes the mirror pod" until_ok 40 sh -c "! kubectl get pod static-web-e2e-node"
+
+# Images pulled for real through CRI PullImage, from a local registry
+# (Debian's docker-registry) the test image is pushed to with skopeo.
+rport=$((port + 3))
+mkdir -p "$work/registry"
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: 127.0.0.1:$rport}
+YAML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+until_ok 20 curl -sf "http://127.0.0.1:$rport/v2/" >/dev/null
+check "the test image is pushed to the local registry" skopeo copy --quiet --dest-tls-verify=false \
+    "oci-archive:$root/.skiff/images/testhost.tar" "docker://127.0.0.1:$rport/skiff/testhost:1.0"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  nodeName: e2e-node
+  containers:
+  - {name: c, image: "127.0.0.1:$rport/skiff/testhost:1.0", imagePullPolicy: Always, args: ["netexec", "--http-port=8080"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unpullable}
+spec:
+  nodeName: e2e-node
+  containers:
+  - {name: c, image: "127.0.0.1:$rport/skiff/missing:1.0"}
+YAML
+check "a pod whose image is pulled from the registry runs" kubectl wait pod/pulled --for=condition=Ready --timeout=60s
+expect "the pull is recorded as an event" 'Successfully pulled image' sh -c "kubectl get events --field-selector involvedObject.name=pulled,reason=Pulled -o jsonpath='{.items[*].message}'"
+check "an image missing from the registry shows ErrImagePull or ImagePullBackOff" until_ok 30 sh -c "kubectl get pod unpullable -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' | grep -Eq 'ErrImagePull|ImagePullBackOff'"
+kubectl delete pod pulled unpullable --wait=false >/dev/null
 
 # 4. A crashing container backs off with growing delays.
 kubectl apply -f - >/dev/null <<'YAML'
