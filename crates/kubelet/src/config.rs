@@ -43,6 +43,8 @@ pub struct Config {
     pub manage_host: bool,
     /// `/kubepods` by default: the parent of every pod's cgroup.
     pub cgroup_root: String,
+    /// Hard eviction thresholds (`--eviction-hard`).
+    pub eviction_hard: Vec<crate::eviction::Threshold>,
 }
 
 impl Config {
@@ -72,6 +74,10 @@ impl Config {
             cni_bridge: "skiff0".into(),
             manage_host: true,
             cgroup_root: "/kubepods".into(),
+            eviction_hard: crate::eviction::parse_thresholds(
+                "memory.available<100Mi,nodefs.available<10%",
+            )
+            .expect("valid default"),
         }
     }
 
@@ -105,6 +111,7 @@ pub struct KubeletConfiguration {
     pub node_status_update_frequency: Option<String>,
     pub node_lease_duration_seconds: Option<i32>,
     pub cgroup_root: Option<String>,
+    pub eviction_hard: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@
 //! - [`node`]: registration, node status and the node lease;
 //! - [`pods`]: one worker per pod, comparing what the API wants with what the
 //!   runtime reports and acting on the difference;
+//! - [`eviction`]: node-pressure eviction under hard thresholds;
 //! - [`server`]: the HTTPS endpoint on :10250 (logs, exec, health, pods).
 
 pub mod cgroups;
@@ -15,6 +16,7 @@ pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod events;
+pub mod eviction;
 pub mod node;
 pub mod pods;
 pub mod server;
@@ -66,6 +68,7 @@ pub async fn run(
         .context("registering the node")?;
     tokio::spawn(node::status_loop(kubelet.clone()));
     tokio::spawn(node::lease_loop(kubelet.clone()));
+    tokio::spawn(eviction::run(kubelet.clone()));
     if kubelet.config.port != 0 {
         let k = kubelet.clone();
         tokio::spawn(async move {

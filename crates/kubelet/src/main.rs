@@ -77,6 +77,9 @@ struct Options {
     cni_bridge: String,
     #[arg(long)]
     cgroup_root: Option<String>,
+    /// Hard eviction thresholds, e.g. `memory.available<100Mi,nodefs.available<10%`; empty turns eviction off.
+    #[arg(long)]
+    eviction_hard: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -165,6 +168,12 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or(file.cgroup_root)
         .unwrap_or(config.cgroup_root);
+    if let Some(text) = &options.eviction_hard {
+        config.eviction_hard = skiff_kubelet::eviction::parse_thresholds(text)?;
+    } else if let Some(map) = &file.eviction_hard {
+        let text: Vec<String> = map.iter().map(|(k, v)| format!("{k}<{v}")).collect();
+        config.eviction_hard = skiff_kubelet::eviction::parse_thresholds(&text.join(","))?;
+    }
     let endpoint = file
         .container_runtime_endpoint
         .filter(|_| options.container_runtime_endpoint == "unix:///run/containerd/containerd.sock")

@@ -19,6 +19,10 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
+    cluster_with(|_| {}).await
+}
+
+async fn cluster_with(adjust: impl FnOnce(&mut skiff_kubelet::Config)) -> Cluster {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let server = skiff_apiserver::start(skiff_apiserver::Config {
@@ -41,6 +45,7 @@ async fn cluster() -> Cluster {
     config.write_cni_config = false;
     config.port = 0;
     config.root_dir = dir.path().join("kubelet");
+    adjust(&mut config);
     let runtime: Arc<dyn skiff_kubelet::cri::Runtime> = fake.clone();
     tokio::spawn(skiff_kubelet::run(config, client.clone(), runtime));
     Cluster {
@@ -230,5 +235,63 @@ async fn init_failure_policy_and_pull_errors() {
         Some("Pending"),
         "{:?}",
         pods.get("bad-image").await.unwrap().status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_evicts_the_pod_over_its_request() {
+    // The hollow node reports 8 GiB of 16 GiB available: a 10 GiB threshold
+    // is crossed from the start.
+    let c = cluster_with(|config| {
+        config.eviction_hard =
+            skiff_kubelet::eviction::parse_thresholds("memory.available<10Gi").unwrap();
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let critical = pod(
+        "critical",
+        serde_json::json!({"spec": {"priorityClassName": "system-node-critical", "priority": 2000001000}}),
+    );
+    pods.create(&PostParams::default(), &critical)
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("victim", serde_json::json!({})),
+    )
+    .await
+    .unwrap();
+    eventually("victim evicted", Duration::from_secs(30), || async {
+        phase(&pods, "victim").await.as_deref() == Some("Failed")
+    })
+    .await;
+    let status = pods.get("victim").await.unwrap().status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("Evicted"));
+    assert!(
+        status
+            .message
+            .unwrap()
+            .starts_with("The node was low on resource: memory.")
+    );
+    assert!(
+        status
+            .conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+    );
+    eventually(
+        "victim's containers stopped",
+        Duration::from_secs(10),
+        || async {
+            c.fake.containers_named("c").len() == 2
+                && c.fake.calls().iter().any(|call| call == "StopContainer")
+        },
+    )
+    .await;
+    assert_ne!(
+        phase(&pods, "critical").await.as_deref(),
+        Some("Failed"),
+        "critical pods are never evicted"
     );
 }
