@@ -138,6 +138,7 @@ expect "kubectl logs --tail=2 gives two lines" '^2$' sh -c "kubectl logs web --t
 expect "kubectl logs -f follows new output" 'GET /echo[?]msg=x 200' sh -c "(sleep 2; curl -s 'http://$ip:8080/echo?msg=x' >/dev/null) & timeout 5 kubectl logs -f web --tail=1; true"
 expect "kubectl exec runs a command in the container" '^web$' kubectl exec web -- /bin/cat /proc/sys/kernel/hostname
 expect "kubectl exec -i passes stdin through" '^piped$' sh -c "echo piped | kubectl exec -i web -- /bin/cat"
+expect "nodes/proxy reaches the kubelet's /stats/summary" '"podRef":\{"name":"web"' kubectl get --raw /api/v1/nodes/e2e-node/proxy/stats/summary
 kubectl port-forward pod/web "$((port + 2)):8080" >"$work/port-forward.log" 2>&1 &
 pf=$!
 check "kubectl port-forward reaches the pod" until_ok 15 sh -c "curl -s --max-time 2 http://127.0.0.1:$((port + 2))/hostname | grep -qx web"

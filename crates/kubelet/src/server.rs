@@ -297,6 +297,7 @@ async fn handle(
         ["healthz"] => full(StatusCode::OK, "ok"),
         ["pods"] => pods(&kubelet),
         ["metrics"] => metrics(&kubelet),
+        ["stats", "summary"] => stats_summary(&kubelet).await,
         ["containerLogs", ns, pod, container] => {
             container_logs(&kubelet, ns, pod, container, query(&req)).await
         }
@@ -340,6 +341,69 @@ fn metrics(kubelet: &Kubelet) -> Response<Body> {
         crate::sys::own_rss_bytes()
     );
     full(StatusCode::OK, text)
+}
+
+/// `/stats/summary` in upstream's shape (what metrics-server reads): node
+/// CPU and memory from the host, and each pod's containers from the
+/// runtime's container stats.
+async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
+    let now = jiff::Timestamp::now().to_string();
+    let stats = kubelet.runtime.list_container_stats().await.unwrap_or_default();
+    let mut per_pod: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for s in &stats {
+        let Some(a) = &s.attributes else { continue };
+        let Some(uid) = a.labels.get(labels::POD_UID) else { continue };
+        let name = a.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let cpu = s.cpu.as_ref();
+        let memory = s.memory.as_ref();
+        per_pod.entry(uid.clone()).or_default().push(serde_json::json!({
+            "name": name,
+            "cpu": {
+                "time": now,
+                "usageNanoCores": cpu.and_then(|c| c.usage_nano_cores.as_ref()).map(|v| v.value).unwrap_or(0),
+                "usageCoreNanoSeconds": cpu.and_then(|c| c.usage_core_nano_seconds.as_ref()).map(|v| v.value).unwrap_or(0),
+            },
+            "memory": {
+                "time": now,
+                "workingSetBytes": memory.and_then(|m| m.working_set_bytes.as_ref()).map(|v| v.value).unwrap_or(0),
+                "usageBytes": memory.and_then(|m| m.usage_bytes.as_ref()).map(|v| v.value).unwrap_or(0),
+                "rssBytes": memory.and_then(|m| m.rss_bytes.as_ref()).map(|v| v.value).unwrap_or(0),
+            },
+        }));
+    }
+    let known: Vec<Arc<Pod>> = kubelet.pods.known.lock().unwrap().values().cloned().collect();
+    let sum = |containers: &[serde_json::Value], path: &[&str]| -> u64 {
+        containers.iter().map(|c| path.iter().fold(c, |v, k| &v[*k]).as_u64().unwrap_or(0)).sum()
+    };
+    let pods: Vec<serde_json::Value> = known
+        .iter()
+        .filter_map(|p| {
+            let uid = p.metadata.uid.clone()?;
+            let containers = per_pod.remove(&uid).unwrap_or_default();
+            Some(serde_json::json!({
+                "podRef": {"name": p.metadata.name, "namespace": p.metadata.namespace, "uid": uid},
+                "startTime": p.status.as_ref().and_then(|s| s.start_time.clone()),
+                "cpu": {"time": now, "usageNanoCores": sum(&containers, &["cpu", "usageNanoCores"]), "usageCoreNanoSeconds": sum(&containers, &["cpu", "usageCoreNanoSeconds"])},
+                "memory": {"time": now, "workingSetBytes": sum(&containers, &["memory", "workingSetBytes"]), "usageBytes": sum(&containers, &["memory", "usageBytes"])},
+                "containers": containers,
+            }))
+        })
+        .collect();
+    let (memory_total, memory_available) = crate::sys::memory_bytes();
+    let (fs_total, fs_available) = crate::sys::filesystem_bytes(&kubelet.config.root_dir).unwrap_or((0, 0));
+    let summary = serde_json::json!({
+        "node": {
+            "nodeName": kubelet.config.node_name,
+            "startTime": now,
+            "cpu": {"time": now, "usageCoreNanoSeconds": crate::sys::cpu_usage_nanos(), "usageNanoCores": 0},
+            "memory": {"time": now, "availableBytes": memory_available, "workingSetBytes": memory_total.saturating_sub(memory_available), "usageBytes": memory_total.saturating_sub(memory_available)},
+            "fs": {"time": now, "availableBytes": fs_available, "capacityBytes": fs_total, "usedBytes": fs_total.saturating_sub(fs_available)},
+        },
+        "pods": pods,
+    });
+    let mut r = full(StatusCode::OK, serde_json::to_vec(&summary).unwrap_or_default());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
 }
 
 fn find_pod(kubelet: &Kubelet, ns: &str, name: &str) -> Option<Arc<Pod>> {
