@@ -234,6 +234,37 @@ check "a deleted mirror pod comes back" until_ok 30 kubectl get pod static-web-e
 rm "$work/manifests/static-web.yaml"
 check "removing the manifest removes the mirror pod" until_ok 40 sh -c "! kubectl get pod static-web-e2e-node"
 
+# Resources become cgroup limits under the QoS hierarchy; the security
+# context, a memory-backed emptyDir and a postStart hook take effect.
+kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  nodeName: e2e-node
+  securityContext: {runAsUser: 1000, runAsGroup: 3000}
+  containers:
+  - name: c
+    image: skiff.local/testhost:1.0
+    args: ["netexec", "--http-port=8080"]
+    resources: {limits: {cpu: 250m, memory: 64Mi}}
+    securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}
+    lifecycle: {postStart: {exec: {command: ["/bin/sh", "-c", "echo started > /scratch/hook"]}}}
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {medium: Memory}}]
+YAML
+check "limited pod runs" kubectl wait pod/limited --for=condition=Ready --timeout=60s
+uid=$(jp limited '{.metadata.uid}')
+expect "limits make it Guaranteed" '^Guaranteed$' jp limited '{.status.qosClass}'
+cid=$(jp limited '{.status.containerStatuses[0].containerID}'); cid=${cid#containerd://}
+expect "the memory limit is the container's cgroup limit" '^67108864$' cat "/sys/fs/cgroup/memory/kubepods/pod$uid/$cid/memory.limit_in_bytes"
+expect "the CPU limit is its CFS quota" '^25000$' cat "/sys/fs/cgroup/cpu/kubepods/pod$uid/$cid/cpu.cfs_quota_us"
+expect "runAsUser and runAsGroup apply" '^1000 3000$' kubectl exec limited -- /bin/sh -c 'echo $(id -u) $(id -g)'
+expect "the root filesystem is read-only" 'Read-only file system' kubectl exec limited -- /bin/sh -c 'touch /x 2>&1; true'
+expect "a Memory emptyDir is a tmpfs" 'tmpfs /scratch' kubectl exec limited -- /bin/sh -c 'grep " /scratch " /proc/mounts'
+expect "the postStart hook ran" '^started$' kubectl exec limited -- /bin/cat /scratch/hook
+kubectl delete pod limited --wait=false >/dev/null
+
 # Images pulled for real through CRI PullImage, from a local registry
 # (Debian's docker-registry) the test image is pushed to with skopeo.
 rport=$((port + 3))
