@@ -1,8 +1,10 @@
 //! What exists from the first start: the namespaces `default`, `kube-system`,
 //! `kube-public` and `kube-node-lease`, and the `kubernetes` Service in
 //! `default` with its Endpoints and EndpointSlice pointing at this server.
-//! Re-run at every start; existing objects are kept, the endpoints updated.
-//! Then the default RBAC policy ([`crate::authz::policy`]).
+//! The system PriorityClasses `system-node-critical` and
+//! `system-cluster-critical`, as upstream's scheduling post-start hook makes
+//! them. Re-run at every start; existing objects are kept, the endpoints
+//! updated. Then the default RBAC policy ([`crate::authz::policy`]).
 
 use std::net::IpAddr;
 
@@ -67,6 +69,9 @@ pub(crate) async fn ensure(
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
     put(api, "endpointslices", "discovery.k8s.io", slice).await?;
+    for class in crate::admission::priority::system_class_objects() {
+        create_if_absent(api, "priorityclasses", "scheduling.k8s.io", class).await?;
+    }
     crate::authz::policy::ensure(api).await?;
     info!(%service_ip, %advertise, "bootstrap objects in place");
     Ok(())

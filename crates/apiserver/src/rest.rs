@@ -166,12 +166,14 @@ async fn get(call: &Call<'_>) -> Reply {
             .get(t.resource, &t.key())
             .map(|o| o.value())
             .ok_or_else(|| ApiError::not_found(t.gr(), t.name()))?,
-        None => load(call.api, t).await?.0,
+        None => return Ok(render_one(call, &load(call.api, t).await?.0, 200)),
     };
+    let obj = crate::crd::to_served(call.api, t.resource, obj).await?;
     Ok(render_one(call, &obj, 200))
 }
 
-/// Reads one object from the store (a consistent read).
+/// Reads one object from the store (a consistent read), in the version the
+/// target serves (a custom resource stored in another is converted).
 pub(crate) async fn load(api: &Api, t: &Target<'_>) -> Result<(Value, Revision), ApiError> {
     let kv = api
         .store
@@ -182,6 +184,7 @@ pub(crate) async fn load(api: &Api, t: &Target<'_>) -> Result<(Value, Revision),
     let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
     set_resource_version(&mut obj, kv.mod_revision);
+    let obj = crate::crd::to_served(api, t.resource, obj).await?;
     Ok((obj, kv.mod_revision))
 }
 
@@ -312,6 +315,7 @@ async fn list(call: &Call<'_>) -> Reply {
         .as_ref()
         .map(|(key, _)| encode_continue(revision, key, &prefix));
     let remaining = next.map(|(_, remaining)| remaining);
+    let objects = served_objects(call, objects).await?;
     Ok(render_list(
         call,
         &objects,
@@ -429,6 +433,19 @@ pub(crate) fn render_one(call: &Call<'_>, obj: &Value, code: u16) -> Response<Bo
     }
 }
 
+/// Listed objects as the client's version shows them: custom resources read
+/// through a version other than the stored one are converted (not for
+/// metadata-only lists, whose objects' version does not show).
+async fn served_objects(
+    call: &Call<'_>,
+    objects: Vec<Arc<CachedObject>>,
+) -> Result<Vec<Arc<CachedObject>>, ApiError> {
+    if call.output.shape == Shape::PartialObjectMetadata {
+        return Ok(objects);
+    }
+    crate::crd::cached_to_served(call.api, call.target.resource, objects).await
+}
+
 fn render_list(
     call: &Call<'_>,
     objects: &[Arc<CachedObject>],
@@ -437,17 +454,6 @@ fn render_list(
     remaining: Option<Option<i64>>,
 ) -> Response<Body> {
     let resource = call.target.resource;
-    // Custom resources read through a version other than the stored one.
-    let converted: Vec<Arc<CachedObject>>;
-    let objects = if call.api.crds.served(resource).is_some() {
-        converted = objects
-            .iter()
-            .map(|o| crate::crd::in_version(resource, o).map_or_else(|| o.clone(), Arc::new))
-            .collect();
-        &converted[..]
-    } else {
-        objects
-    };
     let mut meta = json!({ "resourceVersion": revision.to_string() });
     if let Some(c) = &continue_value {
         meta["continue"] = json!(c);
@@ -675,13 +681,13 @@ fn check_kind(resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> 
 /// its own metadata).
 fn default(api: &Api, resource: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     if let Some(served) = api.crds.served(resource) {
-        // A custom resource: its schema prunes unknown fields and defaults,
-        // and it is stored at the storage version (served back in whichever
-        // version a client asks for, as upstream's "None" conversion).
+        // A custom resource: its version's schema prunes unknown fields and
+        // defaults. It stays in the request's version through admission and
+        // validation, and is converted to the storage version as it is
+        // stored (see `for_store`).
         if let Some(schema) = served.schema {
             crate::crd::schema::prune_and_default(obj, &schema);
         }
-        obj["apiVersion"] = json!(format!("{}/{}", resource.group, served.storage_version));
         return Ok(());
     }
     defaults::apply_defaults(resource.group, resource.kind, obj)
@@ -708,6 +714,9 @@ fn validate(
     if let Some(schema) = api.crds.served(resource).and_then(|s| s.schema) {
         errors.extend(crate::crd::schema::validate(obj, &schema));
     }
+    if (resource.group, resource.kind) == ("scheduling.k8s.io", "PriorityClass") {
+        errors.extend(crate::admission::priority::class_errors(obj, old));
+    }
     errors.extend(crate::admission::expression_errors(resource, obj));
     if errors.is_empty() {
         Ok(())
@@ -718,6 +727,42 @@ fn validate(
             &name,
             &validation::FieldErrors(errors),
         ))
+    }
+}
+
+/// What the store keeps of `obj` (see [`to_stored`]), a custom resource
+/// converted to its storage version first; and the converted object when it
+/// was converted.
+async fn for_store(
+    api: &Api,
+    resource: &ResourceInfo,
+    obj: &Value,
+) -> Result<(Bytes, Option<Value>), ApiError> {
+    match crate::crd::to_storage(api, resource, obj).await? {
+        Some(stored) => Ok((to_stored(&stored), Some(stored))),
+        None => Ok((to_stored(obj), None)),
+    }
+}
+
+/// A written object as the writer's version shows it: `obj` as it was sent,
+/// or — when it was converted for storage — what was stored, converted back
+/// (as upstream answers writes through conversion webhooks).
+async fn written(
+    api: &Api,
+    resource: &ResourceInfo,
+    mut obj: Value,
+    converted: Option<Value>,
+    rev: Revision,
+) -> Result<Value, ApiError> {
+    match converted {
+        Some(mut stored) => {
+            set_resource_version(&mut stored, rev);
+            crate::crd::to_served(api, resource, stored).await
+        }
+        None => {
+            set_resource_version(&mut obj, rev);
+            Ok(obj)
+        }
     }
 }
 
@@ -925,7 +970,16 @@ pub(crate) async fn create_object_warned(
         }
         crate::allocator::allocate(api, &mut obj).await?;
     }
-    let rev = match api.store.create(&key, to_stored(&obj)).await {
+    let (bytes, converted) = match for_store(api, resource, &obj).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            if is_service {
+                crate::allocator::release(api, &obj).await;
+            }
+            return Err(e);
+        }
+    };
+    let rev = match api.store.create(&key, bytes).await {
         Ok(rev) => rev,
         Err(e) => {
             if is_service {
@@ -938,8 +992,7 @@ pub(crate) async fn create_object_warned(
         }
     };
     admission.commit();
-    set_resource_version(&mut obj, rev);
-    Ok(obj)
+    written(api, resource, obj, converted, rev).await
 }
 
 fn is_service(resource: &ResourceInfo) -> bool {
@@ -1054,15 +1107,11 @@ async fn guaranteed_update(
                 Err(e) => Err(store_error(e)),
             };
         }
-        match call
-            .api
-            .store
-            .update(&t.key(), to_stored(&new), Some(rev))
-            .await
-        {
+        let (bytes, converted) = for_store(call.api, t.resource, &new).await?;
+        match call.api.store.update(&t.key(), bytes, Some(rev)).await {
             Ok(rev) => {
                 admission.commit();
-                set_resource_version(&mut new, rev);
+                let new = written(call.api, t.resource, new, converted, rev).await?;
                 return Ok(Written::Updated(new));
             }
             Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
@@ -1298,6 +1347,10 @@ fn delete_options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
 
 async fn delete(call: &Call<'_>) -> Reply {
     let options = delete_options(call)?;
+    let t = &call.target;
+    if let Some(why) = strategy::undeletable(t.resource, t.name()) {
+        return Err(ApiError::forbidden(t.gr(), t.name(), why));
+    }
     delete_one(call, &call.target, &options).await
 }
 
@@ -1440,12 +1493,8 @@ async fn write_deleting(
     if dry {
         return Ok(Some(render_one(call, &new, 200)));
     }
-    match call
-        .api
-        .store
-        .update(&t.key(), to_stored(&new), Some(rev))
-        .await
-    {
+    let (bytes, _) = for_store(call.api, t.resource, &new).await?;
+    match call.api.store.update(&t.key(), bytes, Some(rev)).await {
         Ok(rev) => {
             set_resource_version(&mut new, rev);
             // Still present, awaiting its finalizers or its kubelet: 200 with
@@ -1502,6 +1551,7 @@ async fn delete_collection(call: &Call<'_>) -> Reply {
             Err(e) => return Err(e),
         }
     }
+    let deleted = served_objects(call, deleted).await?;
     Ok(render_list(call, &deleted, snapshot.revision, None, None))
 }
 

@@ -122,12 +122,8 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        Self::new(
-            422,
-            "Invalid",
-            format!("{kind} \"{name}\" is invalid: {errors}"),
-        )
-        .with_details(details)
+        // Upstream names the kind with its group: `Deployment.apps "web"`.
+        Self::new(422, "Invalid", errors.status_message(group, kind, name)).with_details(details)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -205,6 +201,12 @@ impl ApiError {
             "InternalError",
             format!("Internal error occurred: {}", message.into()),
         )
+    }
+
+    /// An error that is not an API error, as upstream's ErrorToAPIStatus
+    /// answers it: 500, no reason, the error's own message.
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {

@@ -54,6 +54,15 @@ pub fn allows_create_on_update(resource: &ResourceInfo) -> bool {
     )
 }
 
+/// Why the object `name` may not be deleted, if it may not: the system
+/// PriorityClasses (upstream's PriorityClass REST refuses their deletion —
+/// one at a time; its deletecollection does not check).
+pub fn undeletable(resource: &ResourceInfo, name: &str) -> Option<&'static str> {
+    ((resource.group, resource.plural) == ("scheduling.k8s.io", "priorityclasses")
+        && crate::admission::priority::is_system_class(name))
+    .then_some("this is a system priority class and cannot be deleted")
+}
+
 /// Kinds whose deletion answers the deleted object rather than a `Status`.
 pub fn returns_deleted_object(resource: &ResourceInfo) -> bool {
     matches!(

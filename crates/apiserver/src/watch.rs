@@ -107,6 +107,8 @@ pub(crate) async fn serve(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     let stream = Stream {
         resource,
         custom_columns: call.api.crds.served(resource).map(|s| s.columns),
+        crds: call.api.crds.clone(),
+        cache: call.api.cache.clone(),
         selectors,
         prefix,
         output: call.output,
@@ -140,6 +142,9 @@ struct Stream {
     resource: &'static ResourceInfo,
     /// A custom resource's printer columns.
     custom_columns: Option<std::sync::Arc<Vec<crate::crd::PrinterColumn>>>,
+    /// To convert custom resources stored in another version.
+    crds: Arc<crate::crd::Crds>,
+    cache: crate::cache::Cache,
     selectors: Selectors,
     prefix: String,
     output: Output,
@@ -219,8 +224,36 @@ impl Stream {
             (EventType::Deleted, true, _) => "DELETED",
             _ => return true,
         };
-        let line = self.encode(kind, &event.object);
+        let object = match self.in_version(&event.object).await {
+            Ok(object) => object,
+            Err(e) => {
+                // As a watch whose events cannot be encoded: an ERROR event,
+                // then the end.
+                let mut line =
+                    serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+                        .expect("serializes");
+                line.push(b'\n');
+                let _ = self.tx.send(Ok(Frame::data(Bytes::from(line)))).await;
+                return false;
+            }
+        };
+        let line = self.encode(kind, &object);
         self.tx.send(Ok(Frame::data(line))).await.is_ok()
+    }
+
+    /// A custom resource as the watched version shows it (converted when
+    /// stored in another; metadata-only watches need no conversion).
+    async fn in_version(&self, obj: &Arc<CachedObject>) -> Result<Arc<CachedObject>, ApiError> {
+        if self.custom_columns.is_none() || self.output.shape == Shape::PartialObjectMetadata {
+            return Ok(obj.clone());
+        }
+        let Some(served) = self.crds.served(self.resource) else {
+            return Ok(obj.clone());
+        };
+        let mut converted =
+            crate::crd::cached_in_version(&self.cache, &served, self.resource, vec![obj.clone()])
+                .await?;
+        Ok(converted.pop().expect("as many objects out as in"))
     }
 
     fn encode(&self, kind: &str, obj: &CachedObject) -> Bytes {
@@ -229,12 +262,6 @@ impl Stream {
         line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
         match self.output.shape {
-            Shape::Object if self.custom_columns.is_some() => {
-                match crate::crd::in_version(self.resource, obj) {
-                    Some(converted) => line.extend_from_slice(&converted.raw),
-                    None => line.extend_from_slice(&obj.raw),
-                }
-            }
             Shape::Object => line.extend_from_slice(&obj.raw),
             Shape::PartialObjectMetadata => {
                 serde_json::to_writer(&mut line, &partial_metadata(&obj.value()))

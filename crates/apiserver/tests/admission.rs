@@ -254,6 +254,102 @@ async fn a_limit_range_defaults_and_bounds_container_resources() {
 }
 
 #[tokio::test]
+async fn the_system_priority_classes_exist_and_cannot_be_deleted_or_changed() {
+    let c = Cluster::start().await;
+    let classes = "/apis/scheduling.k8s.io/v1/priorityclasses";
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        let pc = c.get(&format!("{classes}/{name}")).await;
+        assert_eq!(pc["value"], value, "{pc}");
+        assert_eq!(pc["description"], description);
+        assert_eq!(pc["preemptionPolicy"], "PreemptLowerPriority");
+        assert!(pc.get("globalDefault").is_none_or(|d| d == false));
+    }
+
+    // Not deleted: upstream's PriorityClass REST refuses it.
+    let request = http::Request::delete(format!("{classes}/system-node-critical"))
+        .body(Vec::new())
+        .unwrap();
+    let e = c.client.request::<Value>(request).await.unwrap_err();
+    assert_eq!(
+        status(&e),
+        (
+            403,
+            "Forbidden".to_owned(),
+            "priorityclasses.scheduling.k8s.io \"system-node-critical\" is forbidden: this is a system priority class and cannot be deleted".to_owned()
+        )
+    );
+
+    // Not changed: value and preemptionPolicy are immutable.
+    let request = http::Request::patch(format!("{classes}/system-cluster-critical"))
+        .header("content-type", "application/merge-patch+json")
+        .body(serde_json::to_vec(&json!({"value": 1, "preemptionPolicy": "Never"})).unwrap())
+        .unwrap();
+    let e = c.client.request::<Value>(request).await.unwrap_err();
+    let (code, reason, message) = status(&e);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        message,
+        "PriorityClass.scheduling.k8s.io \"system-cluster-critical\" is invalid: [value: Forbidden: may not be changed in an update., preemptionPolicy: Invalid value: \"Never\": field is immutable]"
+    );
+    assert_eq!(
+        c.get(&format!("{classes}/system-cluster-critical")).await["value"],
+        2_000_000_000
+    );
+    // Nor forged: system- names are reserved, user classes stay below them.
+    let e = c
+        .post(
+            classes,
+            json!({"metadata": {"name": "system-mine"}, "value": 10}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status(&e).2,
+        "PriorityClass.scheduling.k8s.io \"system-mine\" is invalid: metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+    );
+    let e = c
+        .post(
+            classes,
+            json!({"metadata": {"name": "mine"}, "value": 2_000_000_000}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status(&e).2,
+        "PriorityClass.scheduling.k8s.io \"mine\" is invalid: value: Forbidden: maximum allowed value of a user defined priority is 1000000000"
+    );
+
+    // Pods naming them get their priority from the objects.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "kube-system");
+    for (class, priority) in [
+        ("system-node-critical", 2_000_001_000),
+        ("system-cluster-critical", 2_000_000_000),
+    ] {
+        let mut p = pod(class);
+        p.spec.as_mut().unwrap().priority_class_name = Some(class.into());
+        let created = pods.create(&PostParams::default(), &p).await.unwrap();
+        let spec = created.spec.unwrap();
+        assert_eq!(spec.priority, Some(priority));
+        assert_eq!(
+            spec.preemption_policy.as_deref(),
+            Some("PreemptLowerPriority")
+        );
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn a_priority_class_sets_the_priority_of_its_pods() {
     let c = Cluster::start().await;
     c.post(

@@ -411,3 +411,117 @@ async fn each_served_version_answers_in_its_own_version() {
     );
     server.stop().await;
 }
+
+/// What kubectl's client-side validation (on the OpenAPI v2 document) finds
+/// wrong with `obj` against the definition `schema` (in `definitions`):
+/// fields the schema does not know, and values of the wrong type.
+fn v2_errors(definitions: &Value, schema: &Value, obj: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &definitions[r.strip_prefix("#/definitions/").unwrap()],
+        None => schema,
+    };
+    match (schema["type"].as_str(), obj) {
+        (Some("object"), Value::Object(fields)) => {
+            let Some(properties) = schema["properties"].as_object() else {
+                return;
+            };
+            for (name, value) in fields {
+                match properties.get(name) {
+                    Some(s) => v2_errors(definitions, s, value, &format!("{at}.{name}"), out),
+                    None => out.push(format!("unknown field {at}.{name}")),
+                }
+            }
+        }
+        (Some("string"), Value::String(_))
+        | (Some("integer"), Value::Number(_))
+        | (Some("boolean"), Value::Bool(_))
+        | (None, _) => {}
+        (Some(t), _) => out.push(format!("{at}: expected {t}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_v2_describes_custom_resources_for_client_side_validation() {
+    let (client, server, _dir) = start().await;
+    let openapi_v2 = || async {
+        let request = http::Request::get("/openapi/v2").body(Vec::new()).unwrap();
+        serde_json::from_str::<Value>(&client.request_text(request).await.unwrap()).unwrap()
+    };
+    let before = openapi_v2().await;
+    assert!(before["definitions"].get("com.example.v1.Widget").is_none());
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widgets_crd())
+        .await
+        .unwrap();
+    eventually("/openapi/v2 has the CRD", || async {
+        openapi_v2().await["definitions"]
+            .get("com.example.v1.Widget")
+            .is_some()
+    })
+    .await;
+    let doc = openapi_v2().await;
+    let definitions = &doc["definitions"];
+    assert!(definitions.get("io.k8s.api.apps.v1.Deployment").is_some());
+
+    // As kubectl's openapi.Resources finds a kind's model: by the
+    // definitions' x-kubernetes-group-version-kind.
+    let gvk = json!({"group": "example.com", "version": "v1", "kind": "Widget"});
+    let found: Vec<(&String, &Value)> = definitions
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, d)| {
+            d["x-kubernetes-group-version-kind"]
+                .as_array()
+                .is_some_and(|l| l.contains(&gvk))
+        })
+        .collect();
+    assert_eq!(found.len(), 1);
+    let (name, widget) = found[0];
+    assert_eq!(name, "com.example.v1.Widget");
+    assert_eq!(
+        widget["properties"]["metadata"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    );
+    assert!(
+        definitions
+            .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+            .is_some()
+    );
+    let mut errors = Vec::new();
+    let good = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"color": "red", "size": 2}});
+    v2_errors(definitions, widget, &good, "", &mut errors);
+    assert_eq!(errors, Vec::<String>::new());
+    let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"colour": "red", "size": "big"}});
+    v2_errors(definitions, widget, &bad, "", &mut errors);
+    assert_eq!(
+        errors,
+        ["unknown field .spec.colour", ".spec.size: expected integer"]
+    );
+
+    // And the paths kubectl reads the verbs and the list kind from.
+    let collection = &doc["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets"];
+    assert_eq!(
+        collection["post"]["x-kubernetes-group-version-kind"],
+        json!({"group": "example.com", "kind": "Widget", "version": "v1"})
+    );
+    assert_eq!(
+        collection["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/com.example.v1.WidgetList"
+    );
+    assert!(definitions.get("com.example.v1.WidgetList").is_some());
+
+    // Deleting the CRD takes it out again.
+    crds.delete("widgets.example.com", &Default::default())
+        .await
+        .unwrap();
+    eventually("/openapi/v2 no longer has the CRD", || async {
+        openapi_v2().await["definitions"]
+            .get("com.example.v1.Widget")
+            .is_none()
+    })
+    .await;
+    server.stop().await;
+}

@@ -36,14 +36,14 @@ mod node_restriction;
 mod node_taints;
 mod pod_security;
 mod policy;
-mod priority;
+pub(crate) mod priority;
 mod quota;
 mod resources;
 mod runtime_class;
 pub(crate) mod service_account;
 mod storage;
 mod tolerations;
-mod webhook;
+pub(crate) mod webhook;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

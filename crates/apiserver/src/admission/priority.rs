@@ -1,10 +1,15 @@
 //! Priority (plugin/pkg/admission/priority): a new pod's `priority` (and
-//! `preemptionPolicy`) come from its PriorityClass, or from the global
-//! default class when it names none; at most one class is the global
-//! default. `system-node-critical` and `system-cluster-critical` always
-//! exist.
+//! `preemptionPolicy`) come from its PriorityClass object, or from the
+//! global default class when it names none; at most one class is the global
+//! default.
+//!
+//! Here too are upstream's facts about the system classes
+//! `system-node-critical` and `system-cluster-critical`, which the server
+//! creates at its first start (see `bootstrap`), and the PriorityClass
+//! validation that keeps them as they are ([`class_errors`]).
 
 use serde_json::{Value, json};
+use skiff_api_types::validation::{FieldError, Path};
 
 use super::{Operation, Request, lookup};
 use crate::status::ApiError;
@@ -45,16 +50,109 @@ fn classes(req: &Request<'_>) -> Vec<Value> {
     )
 }
 
-/// The PriorityClass `name`: stored, or one of the system classes.
+/// The PriorityClass `name`, as stored (the system classes included).
 async fn class(req: &Request<'_>, name: &str) -> Result<Option<Value>, ApiError> {
     let pcs = lookup::resource("scheduling.k8s.io", "priorityclasses");
-    if let Some(pc) = lookup::get(req.api, pcs, None, name).await? {
-        return Ok(Some(pc));
+    lookup::get(req.api, pcs, None, name).await
+}
+
+/// Upstream's HighestUserDefinablePriority.
+const HIGHEST_USER_DEFINABLE: i64 = 1_000_000_000;
+/// Names only the system classes may have.
+const SYSTEM_PREFIX: &str = "system-";
+
+/// Whether `name` is one of the system classes.
+pub fn is_system_class(name: &str) -> bool {
+    SYSTEM_CLASSES.iter().any(|(n, _, _)| *n == name)
+}
+
+/// The system classes as the server creates them.
+pub fn system_class_objects() -> impl Iterator<Item = Value> {
+    SYSTEM_CLASSES.iter().map(|(name, value, description)| {
+        json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": description,
+            "preemptionPolicy": PREEMPT_LOWER_PRIORITY,
+        })
+    })
+}
+
+/// Upstream's PriorityClass validation (pkg/apis/scheduling/validation): on
+/// create, names starting with `system-` are reserved for the system classes
+/// with their own value and globalDefault, and other classes may not go
+/// above 1000000000; on update (`old`), value and preemptionPolicy are
+/// immutable — so the system classes keep what they are.
+pub fn class_errors(pc: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let value = pc["value"].as_i64().unwrap_or(0);
+    let policy = |pc: &Value| {
+        pc["preemptionPolicy"]
+            .as_str()
+            .unwrap_or(PREEMPT_LOWER_PRIORITY)
+            .to_owned()
+    };
+    if let Some(old) = old {
+        if value != old["value"].as_i64().unwrap_or(0) {
+            errors.push(FieldError::forbidden(
+                &Path::new("value"),
+                "may not be changed in an update.",
+            ));
+        }
+        let (new_policy, old_policy) = (policy(pc), policy(old));
+        if new_policy != old_policy {
+            errors.push(FieldError::invalid(
+                &Path::new("preemptionPolicy"),
+                new_policy.as_str(),
+                "field is immutable",
+            ));
+        }
+        return errors;
     }
-    Ok(SYSTEM_CLASSES
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(n, v, _)| json!({"metadata": {"name": n}, "value": v, "preemptionPolicy": PREEMPT_LOWER_PRIORITY})))
+    let name = pc["metadata"]["name"].as_str().unwrap_or("");
+    if name.starts_with(SYSTEM_PREFIX) {
+        if let Err(why) = known_system_class(name, value, pc["globalDefault"] == true) {
+            errors.push(FieldError::forbidden(
+                &Path::new("metadata").child("name"),
+                format!(
+                    "priority class names with '{SYSTEM_PREFIX}' prefix are reserved for system use only. error: {why}"
+                ),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE {
+        errors.push(FieldError::forbidden(
+            &Path::new("value"),
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE}"),
+        ));
+    }
+    if let Some(p) = pc["preemptionPolicy"].as_str()
+        && !matches!(p, PREEMPT_LOWER_PRIORITY | "Never")
+    {
+        errors.push(FieldError::not_supported(
+            &Path::new("preemptionPolicy"),
+            p,
+            &[PREEMPT_LOWER_PRIORITY, "Never"],
+        ));
+    }
+    errors
+}
+
+/// Upstream's IsKnownSystemPriorityClass.
+fn known_system_class(name: &str, value: i64, global_default: bool) -> Result<(), String> {
+    let Some((_, want, _)) = SYSTEM_CLASSES.iter().find(|(n, _, _)| *n == name) else {
+        return Err(format!("{name} is not a known system priority class"));
+    };
+    if value != *want {
+        return Err(format!("value of {name} PriorityClass must be {want}"));
+    }
+    if global_default {
+        return Err(format!(
+            "globalDefault of {name} PriorityClass must be false"
+        ));
+    }
+    Ok(())
 }
 
 /// The global default class: the lowest-valued of those marked default.
@@ -211,6 +309,52 @@ mod tests {
             apply(&mut pod, &got).unwrap_err(),
             "the integer value of priority (5) must not be provided in pod spec; priority admission controller computed 1000 from the given PriorityClass name"
         );
+    }
+
+    #[test]
+    fn system_names_are_reserved_and_values_immutable() {
+        let messages = |errors: Vec<FieldError>| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.detail))
+                .collect::<Vec<_>>()
+        };
+        for pc in system_class_objects() {
+            assert_eq!(class_errors(&pc, None), []);
+        }
+        let forged = json!({"metadata": {"name": "system-node-critical"}, "value": 5});
+        assert_eq!(
+            messages(class_errors(&forged, None)),
+            [
+                "metadata.name: priority class names with 'system-' prefix are reserved for system use only. error: value of system-node-critical PriorityClass must be 2000001000"
+            ]
+        );
+        let unknown = json!({"metadata": {"name": "system-mine"}, "value": 5});
+        assert_eq!(
+            messages(class_errors(&unknown, None)),
+            [
+                "metadata.name: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+            ]
+        );
+        let high = json!({"metadata": {"name": "mine"}, "value": 1_000_000_001});
+        assert_eq!(
+            messages(class_errors(&high, None)),
+            ["value: maximum allowed value of a user defined priority is 1000000000"]
+        );
+        let old = system_class_objects().next().unwrap();
+        let mut changed = old.clone();
+        changed["value"] = json!(1);
+        changed["preemptionPolicy"] = json!("Never");
+        assert_eq!(
+            messages(class_errors(&changed, Some(&old))),
+            [
+                "value: may not be changed in an update.",
+                "preemptionPolicy: field is immutable"
+            ]
+        );
+        let mut described = old.clone();
+        described["description"] = json!("mine now");
+        assert_eq!(class_errors(&described, Some(&old)), []);
     }
 
     #[test]

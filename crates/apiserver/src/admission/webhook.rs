@@ -32,6 +32,7 @@ use skiff_api_types::selector::LabelSelector;
 
 use super::expressions::{self, Inputs};
 use super::{Operation, Request, lookup, namespace_of};
+use crate::cache::Cache;
 use crate::status::ApiError;
 
 pub const MUTATING: &str = "MutatingAdmissionWebhook";
@@ -54,9 +55,9 @@ enum Kind {
 
 /// Where a webhook is reached.
 #[derive(Debug, PartialEq)]
-struct Endpoint {
+pub(crate) struct Endpoint {
     /// `https://host:port/path?timeout=10s`, for messages.
-    url: String,
+    pub url: String,
     /// Where to connect.
     host: String,
     port: u16,
@@ -330,7 +331,7 @@ async fn call(
         .as_u64()
         .unwrap_or(DEFAULT_TIMEOUT)
         .clamp(1, MAX_TIMEOUT);
-    let endpoint = match endpoint(req, &cfg["clientConfig"], timeout) {
+    let endpoint = match endpoint(&req.api.cache, &cfg["clientConfig"], timeout) {
         Ok(e) => e,
         Err(why) => return failed(why),
     };
@@ -514,7 +515,8 @@ fn review(
 
 /// Where `clientConfig` points: its URL, or its Service (reached at a ready
 /// endpoint, as kube-apiserver's endpoint routing does, else the cluster IP).
-fn endpoint(req: &Request<'_>, client: &Value, timeout: u64) -> Result<Endpoint, String> {
+/// The conversion webhooks of CRDs are reached the same way.
+pub(crate) fn endpoint(cache: &Cache, client: &Value, timeout: u64) -> Result<Endpoint, String> {
     if let Some(url) = client["url"].as_str() {
         let uri: http::Uri = url
             .parse()
@@ -546,7 +548,10 @@ fn endpoint(req: &Request<'_>, client: &Value, timeout: u64) -> Result<Endpoint,
     let path = svc["path"].as_str().unwrap_or("/");
     let server_name = format!("{name}.{ns}.svc");
     let url = with_timeout(&format!("https://{server_name}:{port}{path}"), timeout);
-    let service = lookup::cached(req.api, lookup::resource("", "services"), Some(ns), name)
+    let services = lookup::resource("", "services");
+    let service = cache
+        .get(services, &services.key(Some(ns), name))
+        .map(|o| o.value())
         .ok_or_else(|| format!("service \"{name}\" not found"))?;
     let service_port = service["spec"]["ports"]
         .as_array()
@@ -555,7 +560,7 @@ fn endpoint(req: &Request<'_>, client: &Value, timeout: u64) -> Result<Endpoint,
         .find(|p| p["port"].as_u64() == Some(port as u64))
         .cloned()
         .ok_or_else(|| format!("service {ns}/{name} has no port {port}"))?;
-    let (host, target) = ready_endpoint(req, ns, name, &service_port)
+    let (host, target) = ready_endpoint(cache, ns, name, &service_port)
         .or_else(|| {
             let ip = service["spec"]["clusterIP"]
                 .as_str()
@@ -574,16 +579,18 @@ fn endpoint(req: &Request<'_>, client: &Value, timeout: u64) -> Result<Endpoint,
 
 /// A ready address of the Service's EndpointSlices for this port.
 fn ready_endpoint(
-    req: &Request<'_>,
+    cache: &Cache,
     ns: &str,
     name: &str,
     service_port: &Value,
 ) -> Option<(String, u16)> {
-    let slices = lookup::list(
-        req.api,
-        lookup::resource("discovery.k8s.io", "endpointslices"),
-        Some(ns),
-    );
+    let resource = lookup::resource("discovery.k8s.io", "endpointslices");
+    let slices: Vec<Value> = cache
+        .list(resource, &resource.key_prefix(Some(ns)), |_| true)
+        .objects
+        .iter()
+        .map(|o| o.value())
+        .collect();
     let port_name = service_port["name"].as_str().unwrap_or("");
     for slice in slices {
         if slice["metadata"]["labels"]["kubernetes.io/service-name"] != name {
@@ -615,7 +622,11 @@ fn with_timeout(url: &str, timeout: u64) -> String {
 
 /// POSTs `body` over HTTPS, trusting `ca_bundle` (base64 PEM) or the
 /// system's roots; the response body of a 200.
-async fn post(endpoint: &Endpoint, ca_bundle: &Value, body: Vec<u8>) -> Result<Bytes, String> {
+pub(crate) async fn post(
+    endpoint: &Endpoint,
+    ca_bundle: &Value,
+    body: Vec<u8>,
+) -> Result<Bytes, String> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = match ca_bundle.as_str().filter(|s| !s.is_empty()) {
         Some(b64) => base64::engine::general_purpose::STANDARD

@@ -9,13 +9,20 @@
 //! drops the `customresourcecleanup.apiextensions.k8s.io` finalizer so the CRD
 //! itself goes (upstream's finalizer controller).
 //!
+//! Objects are stored in the CRD's storage version and converted to the
+//! version a request names ([`conversion`]: the `None` or `Webhook`
+//! strategy) on reads, and to the storage version on writes.
+//!
 //! A resource is described by a `&'static ResourceInfo` like the built-in
 //! ones; each distinct description is allocated once and reused, so the
 //! memory kept is bounded by the number of distinct CRD shapes seen.
 
+pub mod conversion;
 pub mod schema;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -25,6 +32,7 @@ use tracing::{info, warn};
 
 use crate::Api;
 use crate::cache::{CachedObject, EventType};
+use crate::status::ApiError;
 
 /// The finalizer that holds a deleted CRD until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -70,6 +78,8 @@ pub struct Served {
     pub scale: Option<ScalePaths>,
     /// The version objects are stored as.
     pub storage_version: String,
+    /// How objects change version (`spec.conversion`).
+    pub conversion: conversion::Strategy,
 }
 
 /// The per-server registry of CRD-defined resources.
@@ -78,6 +88,13 @@ pub struct Crds {
     served: RwLock<HashMap<(String, String, String), Served>>,
     /// Every ResourceInfo ever made, by its content, for reuse.
     interned: Mutex<HashMap<String, &'static ResourceInfo>>,
+    /// A hash of each registered CRD's spec, to tell a change from an
+    /// event that changed nothing served (a status update).
+    specs: Mutex<HashMap<String, u64>>,
+    /// Counts the changes to what is served.
+    generation: AtomicU64,
+    /// The OpenAPI v2 document with these CRDs, as last built.
+    pub(crate) openapi_v2: crate::openapi::V2Cache,
 }
 
 fn leak_strs(v: Vec<String>) -> &'static [&'static str] {
@@ -125,6 +142,12 @@ impl Crds {
                 resource.plural.to_owned(),
             ))
             .cloned()
+    }
+
+    /// Changes whenever what is served changes (CRDs registered with a new
+    /// spec, or unregistered), for what is built from it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Every served CRD version's resource.
@@ -196,6 +219,7 @@ impl Crds {
             .max_by_key(|v| version_priority(v))
             .unwrap_or("")
             .to_owned();
+        let strategy = conversion::Strategy::from_spec(&spec["conversion"]);
         let mut now_served = Vec::new();
         let mut entries = Vec::new();
         for v in versions {
@@ -303,12 +327,20 @@ impl Crds {
                     columns: Arc::new(columns),
                     scale,
                     storage_version: storage_version.clone(),
+                    conversion: strategy.clone(),
                 },
             ));
         }
         let mut served = self.served.write().unwrap();
         served.retain(|_, s| s.crd_name != name);
         served.extend(entries);
+        drop(served);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        spec.to_string().hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.specs.lock().unwrap().insert(name, hash) != Some(hash) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         now_served
     }
 
@@ -318,6 +350,9 @@ impl Crds {
             .write()
             .unwrap()
             .retain(|_, s| s.crd_name != crd_name);
+        if self.specs.lock().unwrap().remove(crd_name).is_some() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -436,26 +471,97 @@ pub fn needs_version(api: &Api, resource: &ResourceInfo, obj: &Value) -> bool {
         && obj["apiVersion"].as_str() != Some(resource.api_version().as_str())
 }
 
-/// A cached custom resource as `resource`'s version shows it: `None` when
-/// it is stored at that version, else a copy with the apiVersion rewritten
-/// (upstream's "None" conversion strategy).
-pub fn in_version(resource: &ResourceInfo, obj: &CachedObject) -> Option<CachedObject> {
+/// Whether a cached object is in `api_version` already.
+fn cached_in(api_version: &str, obj: &CachedObject) -> bool {
+    let prefix = format!("{{\"apiVersion\":{}", Value::String(api_version.to_owned()));
+    obj.raw.starts_with(prefix.as_bytes()) || obj.value()["apiVersion"] == api_version
+}
+
+/// A conversion failure, as upstream answers it.
+fn failed(why: String) -> ApiError {
+    ApiError::unexpected(why)
+}
+
+/// An object as `resource`'s version shows it: a custom resource in another
+/// version is converted (its CRD's conversion strategy); anything else is
+/// answered as it is.
+pub async fn to_served(api: &Api, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
     let wanted = resource.api_version();
-    let prefix = format!("{{\"apiVersion\":{}", Value::String(wanted.clone()));
-    if obj.raw.starts_with(prefix.as_bytes()) {
-        return None;
+    if obj["apiVersion"] == wanted.as_str() {
+        return Ok(obj);
     }
-    let mut value = obj.value();
-    if value["apiVersion"].as_str() == Some(wanted.as_str()) {
-        return None;
+    let Some(served) = api.crds.served(resource) else {
+        return Ok(obj);
+    };
+    let mut converted = conversion::convert(&api.cache, &served.conversion, vec![obj], &wanted)
+        .await
+        .map_err(failed)?;
+    Ok(converted.pop().expect("as many objects out as in"))
+}
+
+/// A custom resource about to be stored, converted to its CRD's storage
+/// version; `None` when it is in it already (or is no custom resource).
+pub async fn to_storage(
+    api: &Api,
+    resource: &ResourceInfo,
+    obj: &Value,
+) -> Result<Option<Value>, ApiError> {
+    let Some(served) = api.crds.served(resource) else {
+        return Ok(None);
+    };
+    let wanted = format!("{}/{}", resource.group, served.storage_version);
+    if served.storage_version.is_empty() || obj["apiVersion"] == wanted.as_str() {
+        return Ok(None);
     }
-    value["apiVersion"] = Value::String(wanted);
-    Some(CachedObject::from_value(
-        resource,
-        obj.key.clone(),
-        &value,
-        obj.revision,
-    ))
+    let mut converted =
+        conversion::convert(&api.cache, &served.conversion, vec![obj.clone()], &wanted)
+            .await
+            .map_err(failed)?;
+    Ok(converted.pop())
+}
+
+/// Cached objects as `resource`'s version shows them (one webhook call for
+/// all that need converting).
+pub async fn cached_to_served(
+    api: &Api,
+    resource: &ResourceInfo,
+    objects: Vec<Arc<CachedObject>>,
+) -> Result<Vec<Arc<CachedObject>>, ApiError> {
+    match api.crds.served(resource) {
+        Some(served) => cached_in_version(&api.cache, &served, resource, objects).await,
+        None => Ok(objects),
+    }
+}
+
+/// [`cached_to_served`] for a CRD's version already looked up (a watch
+/// keeps it).
+pub async fn cached_in_version(
+    cache: &crate::cache::Cache,
+    served: &Served,
+    resource: &ResourceInfo,
+    mut objects: Vec<Arc<CachedObject>>,
+) -> Result<Vec<Arc<CachedObject>>, ApiError> {
+    let wanted = resource.api_version();
+    let pending: Vec<usize> = (0..objects.len())
+        .filter(|&i| !cached_in(&wanted, &objects[i]))
+        .collect();
+    if pending.is_empty() {
+        return Ok(objects);
+    }
+    let values = pending.iter().map(|&i| objects[i].value()).collect();
+    let converted = conversion::convert(cache, &served.conversion, values, &wanted)
+        .await
+        .map_err(failed)?;
+    for (i, value) in pending.into_iter().zip(converted) {
+        let o = &objects[i];
+        objects[i] = Arc::new(CachedObject::from_value(
+            resource,
+            o.key.clone(),
+            &value,
+            o.revision,
+        ));
+    }
+    Ok(objects)
 }
 
 /// A table row's cells for a custom resource.

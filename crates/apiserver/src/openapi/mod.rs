@@ -7,7 +7,10 @@
 //!   for `api`, `apis`, `apis/<group>` and `version`), which `kubectl explain`
 //!   renders and `kubectl` reads to learn that `fieldValidation` is supported;
 //! - `/openapi/v2`: the Swagger 2.0 document of every path, as JSON (a client
-//!   that accepts only protobuf gets 406).
+//!   that accepts only protobuf gets 406), with the definitions and paths of
+//!   every version CRDs serve (see [`custom`]) spliced into the built-in
+//!   document; the result is kept per server and rebuilt, on the next
+//!   request, after the CRDs change.
 //!
 //! Every answer carries its content hash as `ETag` and honours
 //! `If-None-Match`; a v3 document fetched with its current `?hash=` is
@@ -19,7 +22,7 @@ mod render;
 mod schemas;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -55,14 +58,32 @@ enum Caching {
     Revalidate,
 }
 
+/// The v2 document of the built-in kinds, and where custom resources'
+/// definitions and paths are spliced into it.
+struct V2Base {
+    doc: Arc<Document>,
+    /// The offsets of the closing braces of `definitions` and of `paths`
+    /// (both non-empty objects).
+    definitions_end: usize,
+    paths_end: usize,
+    /// The schema names of the built-in kinds.
+    names: schemas::Names,
+}
+
+/// A server's v2 document with its CRDs, and the CRD generation it was
+/// built at ([`crate::crd::Crds::generation`]).
+#[derive(Default)]
+pub(crate) struct V2Cache(Mutex<Option<(u64, Arc<Document>)>>);
+
 static V3_DOCS: OnceLock<V3> = OnceLock::new();
-static V2_DOC: OnceLock<Document> = OnceLock::new();
+static V2_BASE: OnceLock<V2Base> = OnceLock::new();
 
 const JSON: &str = "application/json";
 
 /// Answers `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<path>`. `path`
 /// may carry the query string (`?hash=`). CRD-defined group-versions are
-/// added to the v3 index and served from `crds`.
+/// added to the v3 index and served from `crds`, and added to the v2
+/// document.
 pub(crate) fn serve(path: &str, headers: &HeaderMap, crds: &crate::crd::Crds) -> Response<Body> {
     let (path, query) = match path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -75,7 +96,7 @@ pub(crate) fn serve(path: &str, headers: &HeaderMap, crds: &crate::crd::Crds) ->
         ));
     }
     match path {
-        "/openapi/v2" => respond(V2_DOC.get_or_init(build_v2), headers, Caching::Revalidate),
+        "/openapi/v2" => respond(&v2(crds), headers, Caching::Revalidate),
         "/openapi/v3" | "/openapi/v3/" => {
             let custom = custom::keys(crds);
             if custom.is_empty() {
@@ -135,6 +156,70 @@ fn v3() -> &'static V3 {
     V3_DOCS.get_or_init(build_v3)
 }
 
+/// The v2 document with `crds`' resources: the built-in one while there are
+/// none, else the one cached for the current CRDs (built now if they
+/// changed since).
+fn v2(crds: &crate::crd::Crds) -> Arc<Document> {
+    let base = V2_BASE.get_or_init(build_v2);
+    let generation = crds.generation();
+    if let Some((built, doc)) = &*crds.openapi_v2.0.lock().unwrap()
+        && *built == generation
+    {
+        return doc.clone();
+    }
+    let start = Instant::now();
+    let (definitions, paths) = custom::v2_parts(crds, &base.names);
+    let doc = if paths.is_empty() {
+        base.doc.clone()
+    } else {
+        let doc = Arc::new(spliced(base, &definitions, &paths));
+        tracing::info!(
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            bytes = doc.bytes.len(),
+            definitions = definitions.len(),
+            "built the OpenAPI v2 document with the CRDs"
+        );
+        doc
+    };
+    *crds.openapi_v2.0.lock().unwrap() = Some((generation, doc.clone()));
+    doc
+}
+
+/// The built-in v2 document with more definitions and paths (whose names
+/// it does not have).
+fn spliced(
+    base: &V2Base,
+    definitions: &Map<String, Value>,
+    paths: &Map<String, Value>,
+) -> Document {
+    /// A map's members, serialized without the braces.
+    fn members(map: &Map<String, Value>) -> Vec<u8> {
+        let mut out = serde_json::to_vec(map).expect("a JSON value serializes");
+        out.pop();
+        out.remove(0);
+        out
+    }
+    let bytes = &base.doc.bytes;
+    let mut inserts = [
+        (base.definitions_end, members(definitions)),
+        (base.paths_end, members(paths)),
+    ];
+    inserts.sort_by_key(|(at, _)| *at);
+    let added: usize = inserts.iter().map(|(_, m)| m.len() + 1).sum();
+    let mut out = Vec::with_capacity(bytes.len() + added);
+    let mut from = 0;
+    for (at, members) in inserts {
+        out.extend_from_slice(&bytes[from..at]);
+        if !members.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(&members);
+        }
+        from = at;
+    }
+    out.extend_from_slice(&bytes[from..]);
+    Document::from_bytes(out)
+}
+
 /// Whether `Accept` admits JSON (an absent header does). Protobuf, which
 /// upstream also offers, is not served.
 fn accepts_json(headers: &HeaderMap) -> bool {
@@ -185,7 +270,10 @@ fn respond(doc: &Document, headers: &HeaderMap, caching: Caching) -> Response<Bo
 
 impl Document {
     fn new(value: &Value) -> Document {
-        let bytes = serde_json::to_vec(value).expect("a JSON value serializes");
+        Document::from_bytes(serde_json::to_vec(value).expect("a JSON value serializes"))
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Document {
         let hash = format!("{:032X}", fnv1a_128(&bytes));
         Document {
             bytes: bytes.into(),
@@ -225,7 +313,7 @@ fn all_paths(catalog: &Catalog) -> BTreeMap<String, Vec<PathItem>> {
         for v in g.versions {
             docs.insert(
                 group_version_key(g.name, v),
-                paths::group_version(g.name, v, catalog),
+                paths::group_version(g.name, v, catalog.names()),
             );
         }
     }
@@ -259,17 +347,47 @@ fn build_v3() -> V3 {
     V3 { index, docs }
 }
 
-fn build_v2() -> Document {
+fn build_v2() -> V2Base {
     let start = Instant::now();
     let catalog = Catalog::build();
     let items: Vec<PathItem> = all_paths(&catalog).into_values().flatten().collect();
-    let doc = Document::new(&render::v2(&items, &catalog));
+    let Value::Object(doc) = render::v2(&items, &catalog) else {
+        unreachable!("the document is an object")
+    };
+    // Serialized member by member (as a whole it would be) to note where
+    // `definitions` and `paths` end.
+    let mut bytes = vec![b'{'];
+    let (mut definitions_end, mut paths_end) = (0, 0);
+    for (i, (key, value)) in doc.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        serde_json::to_writer(&mut bytes, key).expect("serializes");
+        bytes.push(b':');
+        serde_json::to_writer(&mut bytes, value).expect("serializes");
+        match key.as_str() {
+            "definitions" => definitions_end = bytes.len() - 1,
+            "paths" => paths_end = bytes.len() - 1,
+            _ => {}
+        }
+    }
+    bytes.push(b'}');
+    assert!(
+        definitions_end > 0 && paths_end > 0,
+        "the document has definitions and paths"
+    );
+    let doc = Document::from_bytes(bytes);
     tracing::info!(
         elapsed_ms = start.elapsed().as_millis() as u64,
         bytes = doc.bytes.len(),
         "built the OpenAPI v2 document"
     );
-    doc
+    V2Base {
+        doc: Arc::new(doc),
+        definitions_end,
+        paths_end,
+        names: catalog.names().clone(),
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +599,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_v2_document_carries_the_crds_and_is_rebuilt_when_they_change() {
+        let crds = crate::crd::Crds::default();
+        let crd = json!({
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {"group": "stable.example.com", "scope": "Namespaced",
+                "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {"cronSpec": {"type": "string"}}}}}}}]},
+        });
+        crds.register(&crd);
+        let fetch = |crds: &crate::crd::Crds| {
+            let response = serve("/openapi/v2", &HeaderMap::new(), crds);
+            let body = futures::executor::block_on(response.into_body().collect())
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        };
+        let doc = fetch(&crds);
+        let definitions = &doc["definitions"];
+        let crontab = &definitions["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            crontab["x-kubernetes-group-version-kind"],
+            json!([{ "group": "stable.example.com", "kind": "CronTab", "version": "v1" }])
+        );
+        assert_eq!(
+            crontab["properties"]["spec"]["properties"]["cronSpec"]["type"],
+            "string"
+        );
+        assert!(definitions.get("io.k8s.api.core.v1.Pod").is_some());
+        assert!(
+            doc["paths"]
+                .get("/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}")
+                .is_some()
+        );
+        assert!(
+            doc["paths"]
+                .get("/api/v1/namespaces/{namespace}/pods")
+                .is_some()
+        );
+        assert_refs_resolve(&doc, "#/definitions/", definitions);
+
+        // Kept while the CRDs stay as they are (a status update changes
+        // nothing served); rebuilt when they change.
+        let cached = v2(&crds);
+        crds.register(&crd);
+        assert!(Arc::ptr_eq(&cached, &v2(&crds)));
+        crds.unregister("crontabs.stable.example.com");
+        let doc = fetch(&crds);
+        assert!(
+            doc["definitions"]
+                .get("com.example.stable.v1.CronTab")
+                .is_none()
+        );
+        assert_eq!(
+            v2(&crds).hash,
+            v2(&crate::crd::Crds::default()).hash,
+            "without CRDs, the built-in document"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use skiff_api_types::registry::{self, ResourceInfo, SubresourceInfo};
 
 use super::schemas::{
-    API_GROUP, API_GROUP_LIST, API_RESOURCE_LIST, API_VERSIONS, Catalog, DELETE_OPTIONS, PATCH,
+    API_GROUP, API_GROUP_LIST, API_RESOURCE_LIST, API_VERSIONS, DELETE_OPTIONS, Names, PATCH,
     STATUS, VERSION_INFO, WATCH_EVENT,
 };
 
@@ -320,7 +320,8 @@ struct Naming {
 
 /// Builds the operations of the resources of one group-version.
 struct Builder<'a> {
-    catalog: &'a Catalog,
+    /// The schema names of the kinds operations take and answer.
+    names: &'a Names,
     naming: Naming,
     /// `/api/v1` or `/apis/<group>/<version>`.
     prefix: String,
@@ -328,14 +329,14 @@ struct Builder<'a> {
 }
 
 /// The paths of `/api/v1` or `/apis/<group>/<version>`.
-pub(super) fn group_version(group: &str, version: &str, catalog: &Catalog) -> Vec<PathItem> {
+pub(super) fn group_version(group: &str, version: &str, names: &Names) -> Vec<PathItem> {
     let prefix = if group.is_empty() {
         format!("/api/{version}")
     } else {
         format!("/apis/{group}/{version}")
     };
     let mut b = Builder {
-        catalog,
+        names,
         naming: Naming::new(group, version),
         prefix,
         items: Vec::new(),
@@ -353,6 +354,20 @@ pub(super) fn group_version(group: &str, version: &str, catalog: &Catalog) -> Ve
     for r in registry::resources_in(group, version) {
         b.resource(r);
     }
+    b.items
+}
+
+/// The paths of one resource a CRD defines, as upstream's CRD OpenAPI
+/// builder gives them (the same operations as a built-in kind's, named the
+/// same way); `names` must name the kind's schema and its list's.
+pub(super) fn custom_resource(r: &'static ResourceInfo, names: &Names) -> Vec<PathItem> {
+    let mut b = Builder {
+        names,
+        naming: Naming::new(r.group, r.version),
+        prefix: format!("/apis/{}/{}", r.group, r.version),
+        items: Vec::new(),
+    };
+    b.resource(r);
     b.items
 }
 
@@ -469,7 +484,7 @@ impl Builder<'_> {
     }
 
     fn schema(&self, group: &str, version: &str, kind: &str) -> Option<Payload> {
-        self.catalog
+        self.names
             .name_of(group, version, kind)
             .map(|name| Payload::Schema(name.to_owned()))
     }
@@ -895,6 +910,7 @@ fn capitalize(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::schemas::Catalog;
     use super::*;
 
     #[test]
@@ -915,7 +931,7 @@ mod tests {
         );
 
         let catalog = Catalog::build();
-        let items = group_version("", "v1", &catalog);
+        let items = group_version("", "v1", catalog.names());
         let ids: Vec<&str> = items
             .iter()
             .flat_map(|i| i.ops.iter().map(|o| o.id.as_str()))
@@ -951,7 +967,7 @@ mod tests {
         let catalog = Catalog::build();
         for g in registry::groups() {
             for v in g.versions {
-                for item in group_version(g.name, v, &catalog) {
+                for item in group_version(g.name, v, catalog.names()) {
                     for op in &item.ops {
                         if matches!(op.action, Some("post" | "put" | "patch")) {
                             assert!(

@@ -57,6 +57,21 @@ pub(super) fn v3(items: &[PathItem], catalog: &Catalog) -> Value {
 /// A Swagger 2.0 document: `paths` and the `definitions` they reach.
 pub(super) fn v2(items: &[PathItem], catalog: &Catalog) -> Value {
     let mut roots = Vec::new();
+    let paths = paths_v2(items, &mut roots);
+    let definitions = catalog.closure(roots.iter().map(String::as_str), Flavor::V2);
+    json!({
+        "swagger": "2.0",
+        "info": info(),
+        "paths": paths,
+        "definitions": definitions,
+        "securityDefinitions": bearer_token(),
+        "security": [{ "BearerToken": [] }],
+    })
+}
+
+/// The `paths` of a Swagger 2.0 document; pushes the schema names they
+/// reference to `roots`.
+pub(super) fn paths_v2(items: &[PathItem], roots: &mut Vec<String>) -> Map<String, Value> {
     let mut paths = Map::new();
     for item in items {
         let mut entry = Map::new();
@@ -67,19 +82,11 @@ pub(super) fn v2(items: &[PathItem], catalog: &Catalog) -> Value {
             );
         }
         for op in &item.ops {
-            entry.insert(op.method.into(), operation_v2(op, &mut roots));
+            entry.insert(op.method.into(), operation_v2(op, roots));
         }
         paths.insert(item.path.clone(), Value::Object(entry));
     }
-    let definitions = catalog.closure(roots.iter().map(String::as_str), Flavor::V2);
-    json!({
-        "swagger": "2.0",
-        "info": info(),
-        "paths": paths,
-        "definitions": definitions,
-        "securityDefinitions": bearer_token(),
-        "security": [{ "BearerToken": [] }],
-    })
+    paths
 }
 
 fn param_v3(p: &Param) -> Value {

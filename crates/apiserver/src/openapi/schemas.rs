@@ -71,8 +71,29 @@ struct KindType {
 pub(super) struct Catalog {
     /// Schema name → schema, `$ref`s in OpenAPI 3 form.
     defs: Map<String, Value>,
-    /// `group/version/kind` → schema name.
-    by_gvk: HashMap<String, String>,
+    by_gvk: Names,
+}
+
+/// The schema names of kinds: `group/version/kind` → schema name.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Names(HashMap<String, String>);
+
+impl Names {
+    /// The schema name of a kind, when it has a schema.
+    pub(super) fn name_of(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
+        self.0
+            .get(&gvk_key(group, version, kind))
+            .map(String::as_str)
+    }
+
+    /// Names the schema of a kind.
+    pub(super) fn insert(&mut self, group: &str, version: &str, kind: &str, name: String) {
+        self.0.insert(gvk_key(group, version, kind), name);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
 }
 
 fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
@@ -172,10 +193,10 @@ impl Catalog {
             s.transforms.clear();
         });
         let mut generator = settings.into_generator();
-        let mut by_gvk = HashMap::new();
+        let mut by_gvk = Names::default();
         for k in KINDS {
             (k.add)(&mut generator);
-            by_gvk.insert(gvk_key(k.group, k.version, k.kind), (k.name)().into_owned());
+            by_gvk.insert(k.group, k.version, k.kind, (k.name)().into_owned());
         }
         add::<meta::DeleteOptions>(&mut generator);
         add::<meta::WatchEvent<core::Pod>>(&mut generator);
@@ -192,9 +213,12 @@ impl Catalog {
 
     /// The schema name of a kind, when it has a schema.
     pub(super) fn name_of(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.by_gvk
-            .get(&gvk_key(group, version, kind))
-            .map(String::as_str)
+        self.by_gvk.name_of(group, version, kind)
+    }
+
+    /// The schema names of every kind.
+    pub(super) fn names(&self) -> &Names {
+        &self.by_gvk
     }
 
     /// The schema called `name`, in OpenAPI 3 form.
@@ -258,8 +282,7 @@ impl Catalog {
                 "required": ["items"],
             });
             self.defs.insert(name.clone(), schema);
-            self.by_gvk
-                .insert(gvk_key(r.group, r.version, r.list_kind), name);
+            self.by_gvk.insert(r.group, r.version, r.list_kind, name);
         }
     }
 
