@@ -365,5 +365,10 @@ async fn main() {
             break;
         }
     }
+    // The kubelet's log stays for a look at where time went.
+    let _ = std::fs::copy(
+        work.path().join("kubelet.log"),
+        root.join("target/kubelet-bench.log"),
+    );
     drop(guard);
 }

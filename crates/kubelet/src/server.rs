@@ -348,12 +348,22 @@ fn metrics(kubelet: &Kubelet) -> Response<Body> {
 /// runtime's container stats.
 async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
     let now = jiff::Timestamp::now().to_string();
-    let stats = kubelet.runtime.list_container_stats().await.unwrap_or_default();
+    let stats = kubelet
+        .runtime
+        .list_container_stats()
+        .await
+        .unwrap_or_default();
     let mut per_pod: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for s in &stats {
         let Some(a) = &s.attributes else { continue };
-        let Some(uid) = a.labels.get(labels::POD_UID) else { continue };
-        let name = a.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let Some(uid) = a.labels.get(labels::POD_UID) else {
+            continue;
+        };
+        let name = a
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let cpu = s.cpu.as_ref();
         let memory = s.memory.as_ref();
         per_pod.entry(uid.clone()).or_default().push(serde_json::json!({
@@ -371,9 +381,19 @@ async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
             },
         }));
     }
-    let known: Vec<Arc<Pod>> = kubelet.pods.known.lock().unwrap().values().cloned().collect();
+    let known: Vec<Arc<Pod>> = kubelet
+        .pods
+        .known
+        .lock()
+        .unwrap()
+        .values()
+        .cloned()
+        .collect();
     let sum = |containers: &[serde_json::Value], path: &[&str]| -> u64 {
-        containers.iter().map(|c| path.iter().fold(c, |v, k| &v[*k]).as_u64().unwrap_or(0)).sum()
+        containers
+            .iter()
+            .map(|c| path.iter().fold(c, |v, k| &v[*k]).as_u64().unwrap_or(0))
+            .sum()
     };
     let pods: Vec<serde_json::Value> = known
         .iter()
@@ -390,7 +410,8 @@ async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
         })
         .collect();
     let (memory_total, memory_available) = crate::sys::memory_bytes();
-    let (fs_total, fs_available) = crate::sys::filesystem_bytes(&kubelet.config.root_dir).unwrap_or((0, 0));
+    let (fs_total, fs_available) =
+        crate::sys::filesystem_bytes(&kubelet.config.root_dir).unwrap_or((0, 0));
     let summary = serde_json::json!({
         "node": {
             "nodeName": kubelet.config.node_name,
@@ -401,8 +422,12 @@ async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
         },
         "pods": pods,
     });
-    let mut r = full(StatusCode::OK, serde_json::to_vec(&summary).unwrap_or_default());
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    let mut r = full(
+        StatusCode::OK,
+        serde_json::to_vec(&summary).unwrap_or_default(),
+    );
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 

@@ -108,10 +108,19 @@ pub fn own_rss_bytes() -> u64 {
 /// CPU time the whole machine has used, in nanoseconds (from /proc/stat).
 pub fn cpu_usage_nanos() -> u64 {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
     // user nice system (idle iowait excluded) irq softirq steal, in clock ticks.
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
     // Linux reports USER_HZ = 100 ticks per second.
     busy * 10_000_000
 }

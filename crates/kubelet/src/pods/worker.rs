@@ -50,6 +50,34 @@ pub struct Worker {
     deleted_confirmed: bool,
 }
 
+/// What a pod asks of the kubelet, apart from its status: a pod update that
+/// leaves this unchanged needs no pass.
+#[derive(PartialEq)]
+struct Intent {
+    spec: serde_json::Value,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    deletion: Option<Time>,
+    phase: Option<String>,
+}
+
+impl Intent {
+    fn of(pod: &Pod) -> Intent {
+        Intent {
+            spec: serde_json::to_value(&pod.spec).unwrap_or_default(),
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+            deletion: pod.metadata.deletion_timestamp.clone(),
+            // A phase set by someone else (eviction) is an instruction.
+            phase: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .filter(|p| p == "Failed" || p == "Succeeded"),
+        }
+    }
+}
+
 /// The runtime's view of one pod.
 struct Snapshot {
     /// Newest first.
@@ -110,20 +138,42 @@ impl Worker {
         if let Ok(v) = self.kubelet.runtime.version().await {
             self.runtime_name = v.runtime_name;
         }
+        let mut synced: Option<Intent>;
         loop {
             let desired = self.rx.borrow_and_update().clone();
             let wait = match desired {
-                Desired::Run(pod) => self.sync(&pod).await,
+                Desired::Run(pod) => {
+                    synced = Some(Intent::of(&pod));
+                    self.sync(&pod).await
+                }
                 Desired::Gone(pod) => {
                     self.terminate(&pod).await;
                     self.finish();
                     return;
                 }
             };
-            tokio::select! {
-                changed = self.rx.changed() => if changed.is_err() { self.finish(); return },
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    changed = self.rx.changed() => {
+                        if changed.is_err() {
+                            self.finish();
+                            return;
+                        }
+                        // The echo of our own status write changes nothing
+                        // the pod asks for: no pass for it.
+                        let unchanged = match &*self.rx.borrow() {
+                            Desired::Run(pod) => synced.as_ref() == Some(&Intent::of(pod)),
+                            Desired::Gone(_) => false,
+                        };
+                        if unchanged {
+                            continue;
+                        }
+                    }
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+                break;
             }
         }
     }
@@ -292,8 +342,10 @@ impl Worker {
                     self.stop_everything(pod, &snap, 0).await;
                 }
                 let config = spec::sandbox_config(&self.kubelet, pod, attempt);
+                let started = Instant::now();
                 match self.kubelet.runtime.run_pod_sandbox(config.clone()).await {
                     Ok(id) => {
+                        tracing::debug!(pod = %name(pod), took = ?started.elapsed(), "sandbox running");
                         let ip = self.sandbox_ip(pod, &id).await;
                         (id, ip, config)
                     }
@@ -577,11 +629,13 @@ impl Worker {
             }
         }
         let attempt = snap.next_attempt(&c.name);
+        let started = Instant::now();
         match self
             .start_container(pod, c, sandbox_id, sandbox_config, pod_ip, attempt)
             .await
         {
             Ok(()) => {
+                tracing::debug!(pod = %name(pod), container = %c.name, took = ?started.elapsed(), "container started");
                 self.waiting.remove(&c.name);
                 None
             }
