@@ -32,6 +32,7 @@ test:
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
 	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
+	$(CARGO) test --release -p skiff-apiserver --test authn --test rbac -- --ignored --nocapture costs_little
 	$(CARGO) build --release -p skiff-apiserver -p skiff-kubelet
 	scripts/build-images.sh
 	$(CARGO) bench -p skiff-kubelet --bench kubelet
