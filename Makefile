@@ -27,8 +27,10 @@ test:
 	e2e/kubelet.sh
 
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
-## the API server benchmark (both stores, beside raw store creates). The
-## open-files limit is raised for the 1,000-watcher fan-out.
+## the API server benchmark (both stores, beside raw store creates; the
+## open-files limit is raised for the 1,000-watcher fan-out), the cost of
+## authentication and RBAC, and the kubelet's (pod startup on a real
+## containerd, memory, hollow nodes).
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
 	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
