@@ -16,7 +16,8 @@ backends=${1:-both}
 
 command -v kubectl >/dev/null || { echo "kubectl is not installed (expected at /usr/bin/kubectl)" >&2; exit 1; }
 python3 -c 'import kubernetes' 2>/dev/null || { echo "the Kubernetes Python client is missing: scripts/install-prereqs.sh installs it" >&2; exit 1; }
-bin="$root/target/debug/skiff-apiserver"
+# Binaries land where cargo puts them (CARGO_TARGET_DIR if set).
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/skiff-apiserver"
 (cd "$root" && cargo build -q -p skiff-apiserver) || { echo "building skiff-apiserver failed" >&2; exit 1; }
 
 passed=0

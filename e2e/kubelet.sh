@@ -18,6 +18,8 @@ done
 [ -x /usr/lib/cni/bridge ] || { echo "the CNI plugins are missing (apt-get install containernetworking-plugins)" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl is not installed (apt-get install openssl)" >&2; exit 1; }
 (cd "$root" && cargo build -q -p skiff-apiserver -p skiff-kubelet -p skiff-controllers) || { echo "building failed" >&2; exit 1; }
+# Binaries land where cargo puts them (CARGO_TARGET_DIR if set).
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
 "$root/scripts/build-images.sh" "$root/.skiff/images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
 
 backend=kubelet
@@ -68,13 +70,13 @@ pod_containers() { ctr --address "$ctr_dir/containerd.sock" -n k8s.io containers
 "$root/scripts/containerd.sh" import "$root/.skiff/images/pause.tar" "$root/.skiff/images/testhost.tar" "$ctr_dir" >/dev/null
 
 port=$((20000 + RANDOM % 20000))
-"$root/target/debug/skiff-apiserver" --data-dir "$work/api" --secure-port "$port" >"$work/apiserver.log" 2>&1 &
+"$bin/skiff-apiserver" --data-dir "$work/api" --secure-port "$port" >"$work/apiserver.log" 2>&1 &
 pids+=($!)
 export KUBECONFIG=$work/api/admin.kubeconfig
 until_ok 30 kubectl get --raw /readyz || { echo "the API server did not come up" >&2; cat "$work/apiserver.log" >&2; exit 1; }
 # The controller manager publishes kube-root-ca.crt, which every pod's
 # service-account volume projects.
-"$root/target/debug/skiff-controller-manager" --kubeconfig "$KUBECONFIG" --root-ca-file "$work/api/pki/ca.crt" \
+"$bin/skiff-controller-manager" --kubeconfig "$KUBECONFIG" --root-ca-file "$work/api/pki/ca.crt" \
     --secure-port 0 >"$work/controller-manager.log" 2>&1 &
 pids+=($!)
 
@@ -97,7 +99,7 @@ check "kube-root-ca.crt is published by the controller manager" until_ok 20 kube
 
 mkdir -p "$work/manifests"
 start_kubelet() {
-    "$root/target/debug/skiff-kubelet" --kubeconfig "$node_kubeconfig" \
+    "$bin/skiff-kubelet" --kubeconfig "$node_kubeconfig" \
         --container-runtime-endpoint "unix://$ctr_dir/containerd.sock" \
         --hostname-override e2e-node --root-dir "$work/kubelet" --pod-logs-dir "$ctr_dir/pod-logs" \
         --cni-conf-dir "$ctr_dir/cni/net.d" --cni-bridge skiffe2e0 --pod-cidr 10.250.0.0/24 \

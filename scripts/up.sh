@@ -13,7 +13,7 @@ mkdir -p "$data"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "Skiff is already up (skiff-apiserver pid $(cat "$pidfile"))."
 else
-    bin=target/release/skiff-apiserver
+    bin=${CARGO_TARGET_DIR:-target}/release/skiff-apiserver
     [ -x "$bin" ] || { echo "build first: make build" >&2; exit 1; }
     nohup "$bin" --data-dir "$data/apiserver" --secure-port "$port" >"$data/apiserver.log" 2>&1 &
     echo $! >"$pidfile"

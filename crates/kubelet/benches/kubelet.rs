@@ -107,12 +107,15 @@ async fn main() {
         .join("../..")
         .canonicalize()
         .unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let bin = |name: &str| {
-        let release = root.join("target/release").join(name);
+        let release = target.join("release").join(name);
         if release.exists() {
             release
         } else {
-            root.join("target/debug").join(name)
+            target.join("debug").join(name)
         }
     };
     let work = tempfile::Builder::new()
@@ -368,7 +371,7 @@ async fn main() {
     // The kubelet's log stays for a look at where time went.
     let _ = std::fs::copy(
         work.path().join("kubelet.log"),
-        root.join("target/kubelet-bench.log"),
+        target.join("kubelet-bench.log"),
     );
     drop(guard);
 }

@@ -24,7 +24,7 @@ use rustls::pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -608,10 +608,8 @@ async fn container_logs(
                 .is_ok_and(|s| s.state == api::ContainerState::ContainerRunning as i32);
             if !running || tx.is_closed() {
                 // Drain what the container wrote before it ended.
-                let pos = reader.stream_position().await.unwrap_or(0);
-                let mut rest = String::new();
+                let mut rest = std::mem::take(&mut buf);
                 let _ = reader.read_to_string(&mut rest).await;
-                let _ = pos;
                 for line in rest.lines() {
                     if let Some(l) = parse_log_line(line) {
                         let _ = tx.send(Ok(Frame::data(Bytes::from(render(&l))))).await;

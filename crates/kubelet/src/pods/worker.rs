@@ -581,11 +581,12 @@ impl Worker {
         pod_ip: &str,
     ) -> Option<Duration> {
         if let Some(prev) = previous.filter(|p| p.exited()) {
-            let finished = Instant::now()
-                - Duration::from_nanos(
-                    (jiff::Timestamp::now().as_nanosecond() as i64 - prev.finished_at).max(0)
-                        as u64,
-                );
+            // How long ago it exited (a runtime that reports no finish time
+            // counts as just now).
+            let ago = Duration::from_nanos(
+                (jiff::Timestamp::now().as_nanosecond() as i64 - prev.finished_at).max(0) as u64,
+            );
+            let finished = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
             let entry = self.backoff.get(&c.name).copied();
             match entry {
                 Some((delay, last)) if last.elapsed() < BACKOFF_RESET => {
