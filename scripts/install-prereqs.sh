@@ -13,6 +13,8 @@
 #   iptables, conntrack          for the proxy and CNI
 #   busybox-static, umoci        to build the test images (scripts/build-images.sh)
 #   skopeo, docker-registry      to serve images from a local registry
+#   openssl, curl, iproute2      the kubelet e2e signs a node certificate,
+#                                requests pods and removes its bridge
 set -euo pipefail
 
 python_client() {
@@ -26,7 +28,7 @@ python_client() {
 
 packages=(protobuf-compiler etcd-server
     containerd runc containernetworking-plugins iptables conntrack
-    busybox-static umoci skopeo docker-registry)
+    busybox-static umoci skopeo docker-registry openssl curl iproute2)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 
 missing=()
