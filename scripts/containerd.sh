@@ -146,8 +146,10 @@ start() {
     setsid containerd --config "$dir/config.toml" </dev/null >>"$log" 2>&1 &
     echo $! >"$pidfile"
     local i
-    for i in $(seq 1 200); do
-        if ! running; then
+    # Until it answers, only ask whether the process lives: right after the
+    # fork its command line is still this script's (a loaded machine shows it).
+    for i in $(seq 1 600); do
+        if ! alive "$(cat "$pidfile")"; then
             echo "containerd: exited at start; the end of $log:" >&2
             tail -n 20 "$log" >&2
             rm -f "$pidfile"
@@ -159,7 +161,7 @@ start() {
         fi
         sleep 0.05
     done
-    echo "containerd: not answering on $sock after 10 s; the end of $log:" >&2
+    echo "containerd: not answering on $sock after 30 s; the end of $log:" >&2
     tail -n 20 "$log" >&2
     exit 1
 }
