@@ -78,6 +78,16 @@ impl Intent {
     }
 }
 
+/// Where a pass starts containers: the runtime's view and the pod's ready
+/// sandbox with its configuration and IP.
+#[derive(Clone, Copy)]
+struct Sandbox<'a> {
+    snap: &'a Snapshot,
+    id: &'a str,
+    config: &'a api::PodSandboxConfig,
+    pod_ip: &'a str,
+}
+
 /// The runtime's view of one pod.
 struct Snapshot {
     /// Newest first.
@@ -370,6 +380,12 @@ impl Worker {
                 Err(_) => return Duration::from_secs(1),
             }
         };
+        let sandbox = Sandbox {
+            snap: &snap,
+            id: &sandbox_id,
+            config: &sandbox_config,
+            pod_ip: &pod_ip,
+        };
         let spec_ = pod.spec.clone().unwrap_or_default();
         let policy = spec_
             .restart_policy
@@ -409,15 +425,7 @@ impl Worker {
                 }
                 other => {
                     if let Some(wait) = self
-                        .start_or_backoff(
-                            pod,
-                            c,
-                            other.as_ref(),
-                            &snap,
-                            &sandbox_id,
-                            &sandbox_config,
-                            &pod_ip,
-                        )
+                        .start_or_backoff(pod, c, other.as_ref(), &sandbox)
                         .await
                     {
                         next = next.min(wait);
@@ -448,32 +456,15 @@ impl Worker {
                         };
                         self.stop_probes(&o.id);
                         if restart
-                            && let Some(wait) = self
-                                .start_or_backoff(
-                                    pod,
-                                    c,
-                                    Some(&o),
-                                    &snap,
-                                    &sandbox_id,
-                                    &sandbox_config,
-                                    &pod_ip,
-                                )
-                                .await
+                            && let Some(wait) =
+                                self.start_or_backoff(pod, c, Some(&o), &sandbox).await
                         {
                             next = next.min(wait);
                         }
                     }
                     other => {
                         if let Some(wait) = self
-                            .start_or_backoff(
-                                pod,
-                                c,
-                                other.as_ref(),
-                                &snap,
-                                &sandbox_id,
-                                &sandbox_config,
-                                &pod_ip,
-                            )
+                            .start_or_backoff(pod, c, other.as_ref(), &sandbox)
                             .await
                         {
                             next = next.min(wait);
@@ -569,17 +560,19 @@ impl Worker {
 
     /// Starts a container unless its crash-loop backoff says wait; returns
     /// how long to wait when it does.
-    #[allow(clippy::too_many_arguments)]
     async fn start_or_backoff(
         &mut self,
         pod: &Pod,
         c: &Container,
         previous: Option<&Observed>,
-        snap: &Snapshot,
-        sandbox_id: &str,
-        sandbox_config: &api::PodSandboxConfig,
-        pod_ip: &str,
+        sandbox: &Sandbox<'_>,
     ) -> Option<Duration> {
+        let Sandbox {
+            snap,
+            id: sandbox_id,
+            config: sandbox_config,
+            pod_ip,
+        } = *sandbox;
         if let Some(prev) = previous.filter(|p| p.exited()) {
             // How long ago it exited (a runtime that reports no finish time
             // counts as just now).
