@@ -44,16 +44,28 @@ const fn planned(name: &'static str, aliases: &'static [&'static str]) -> Descri
 /// Every controller upstream's kube-controller-manager knows, in its order.
 pub(crate) static CONTROLLERS: &[Descriptor] = &[
     planned("serviceaccount-token-controller", &["serviceaccount-token"]),
-    planned("endpoints-controller", &["endpoint"]),
-    planned("endpointslice-controller", &["endpointslice"]),
+    Descriptor {
+        name: crate::endpoints::legacy::NAME,
+        aliases: &["endpoint"],
+        disabled_by_default: false,
+        start: Some(crate::endpoints::legacy::start),
+    },
+    Descriptor {
+        name: crate::endpoints::slices::NAME,
+        aliases: &["endpointslice"],
+        disabled_by_default: false,
+        start: Some(crate::endpoints::slices::start),
+    },
     planned(
         "endpointslice-mirroring-controller",
         &["endpointslicemirroring"],
     ),
-    planned(
-        "replicationcontroller-controller",
-        &["replicationcontroller"],
-    ),
+    Descriptor {
+        name: crate::replicaset::RC_NAME,
+        aliases: &["replicationcontroller"],
+        disabled_by_default: false,
+        start: Some(crate::replicaset::start_rc),
+    },
     planned("pod-garbage-collector-controller", &["podgc"]),
     planned("resourcequota-controller", &["resourcequota"]),
     Descriptor {
@@ -68,11 +80,26 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: false,
         start: Some(crate::serviceaccount::start),
     },
-    planned("garbage-collector-controller", &["garbagecollector"]),
+    Descriptor {
+        name: crate::gc::NAME,
+        aliases: &["garbagecollector"],
+        disabled_by_default: false,
+        start: Some(crate::gc::start),
+    },
     planned("daemonset-controller", &["daemonset"]),
     planned("job-controller", &["job"]),
-    planned("deployment-controller", &["deployment"]),
-    planned("replicaset-controller", &["replicaset"]),
+    Descriptor {
+        name: crate::deployment::NAME,
+        aliases: &["deployment"],
+        disabled_by_default: false,
+        start: Some(crate::deployment::start),
+    },
+    Descriptor {
+        name: crate::replicaset::NAME,
+        aliases: &["replicaset"],
+        disabled_by_default: false,
+        start: Some(crate::replicaset::start),
+    },
     planned(
         "horizontal-pod-autoscaler-controller",
         &["horizontalpodautoscaling"],
@@ -216,8 +243,29 @@ pub(crate) struct Settings {
     /// The PEM bundle `kube-root-ca.crt` carries.
     pub root_ca: String,
     pub concurrent_namespace_syncs: u16,
+    pub concurrent_replicaset_syncs: u16,
+    pub concurrent_rc_syncs: u16,
+    pub concurrent_deployment_syncs: u16,
+    pub concurrent_endpoint_syncs: u16,
+    pub concurrent_service_endpoint_syncs: u16,
+    pub max_endpoints_per_slice: u16,
+    pub concurrent_gc_syncs: u16,
     pub namespace_sync_period: Duration,
     pub min_resync_period: Duration,
+}
+
+/// Watches the controllers share (upstream's shared informer factory):
+/// pods are watched once for all of their controllers.
+pub(crate) struct Informers {
+    pub pods: crate::cache::Shared<k8s_openapi::api::core::v1::Pod>,
+}
+
+impl Informers {
+    fn new(client: &Client) -> Self {
+        Informers {
+            pods: crate::cache::Shared::new(kube::Api::all(client.clone())),
+        }
+    }
 }
 
 /// What a running controller is given.
@@ -225,6 +273,7 @@ pub(crate) struct Settings {
 pub(crate) struct Context {
     pub client: Client,
     pub settings: Arc<Settings>,
+    pub informers: Arc<Informers>,
     stop: watch::Receiver<bool>,
 }
 
@@ -264,6 +313,7 @@ pub(crate) fn start(
 ) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let informers = Arc::new(Informers::new(&client));
     for d in selected {
         let Some(start) = d.start else {
             info!(controller = d.name, "not implemented yet; skipping");
@@ -272,6 +322,7 @@ pub(crate) fn start(
         let ctx = Context {
             client: client.clone(),
             settings: settings.clone(),
+            informers: informers.clone(),
             stop: stop_rx.clone(),
         };
         info!(controller = d.name, "starting controller");
@@ -354,6 +405,11 @@ pub(crate) fn is_already_exists(e: &kube::Error) -> bool {
 /// The API server answered 409 Conflict (a stale resourceVersion).
 pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict")
+}
+
+/// The API server answered 422 Invalid (a JSON patch test failed, say).
+pub(crate) fn is_invalid(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422)
 }
 
 /// The API server answered 405: the resource does not support the verb.

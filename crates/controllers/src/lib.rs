@@ -18,10 +18,18 @@
 //! `skiffctl up` call it in-process.
 #![forbid(unsafe_code)]
 
+mod cache;
+mod claim;
+mod deployment;
+mod endpoints;
+mod expectations;
 mod framework;
+mod gc;
 mod health;
 mod leader;
 mod namespace;
+mod pods;
+mod replicaset;
 mod root_ca;
 mod serviceaccount;
 
@@ -54,6 +62,20 @@ pub struct Config {
     pub root_ca_file: Option<PathBuf>,
     /// `--concurrent-namespace-syncs`.
     pub concurrent_namespace_syncs: u16,
+    /// `--concurrent-replicaset-syncs`.
+    pub concurrent_replicaset_syncs: u16,
+    /// `--concurrent-rc-syncs`.
+    pub concurrent_rc_syncs: u16,
+    /// `--concurrent-deployment-syncs`.
+    pub concurrent_deployment_syncs: u16,
+    /// `--concurrent-endpoint-syncs` (the Endpoints controller).
+    pub concurrent_endpoint_syncs: u16,
+    /// `--concurrent-service-endpoint-syncs` (the EndpointSlice controller).
+    pub concurrent_service_endpoint_syncs: u16,
+    /// `--max-endpoints-per-slice`.
+    pub max_endpoints_per_slice: u16,
+    /// `--concurrent-gc-syncs`.
+    pub concurrent_gc_syncs: u16,
     /// `--namespace-sync-period`.
     pub namespace_sync_period: Duration,
     /// `--min-resync-period`: every object is reconciled again after a
@@ -72,6 +94,13 @@ impl Config {
             leader_election: Some(LeaderElection::default()),
             root_ca_file: None,
             concurrent_namespace_syncs: 10,
+            concurrent_replicaset_syncs: 5,
+            concurrent_rc_syncs: 5,
+            concurrent_deployment_syncs: 5,
+            concurrent_endpoint_syncs: 5,
+            concurrent_service_endpoint_syncs: 5,
+            max_endpoints_per_slice: 100,
+            concurrent_gc_syncs: 20,
             namespace_sync_period: Duration::from_secs(5 * 60),
             min_resync_period: Duration::from_secs(12 * 3600),
             serving: Some(Serving::default()),
@@ -148,6 +177,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let settings = Arc::new(framework::Settings {
         root_ca,
         concurrent_namespace_syncs: config.concurrent_namespace_syncs,
+        concurrent_replicaset_syncs: config.concurrent_replicaset_syncs,
+        concurrent_rc_syncs: config.concurrent_rc_syncs,
+        concurrent_deployment_syncs: config.concurrent_deployment_syncs,
+        concurrent_endpoint_syncs: config.concurrent_endpoint_syncs,
+        concurrent_service_endpoint_syncs: config.concurrent_service_endpoint_syncs,
+        max_endpoints_per_slice: config.max_endpoints_per_slice,
+        concurrent_gc_syncs: config.concurrent_gc_syncs,
         namespace_sync_period: config.namespace_sync_period,
         min_resync_period: config.min_resync_period,
     });

@@ -53,6 +53,27 @@ struct Options {
     /// Namespaces deleted at once.
     #[arg(long, default_value_t = 10)]
     concurrent_namespace_syncs: u16,
+    /// ReplicaSets synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_replicaset_syncs: u16,
+    /// ReplicationControllers synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_rc_syncs: u16,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_deployment_syncs: u16,
+    /// Services whose Endpoints are synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_endpoint_syncs: u16,
+    /// Services whose EndpointSlices are synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_service_endpoint_syncs: u16,
+    /// The most endpoints an EndpointSlice holds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    max_endpoints_per_slice: u16,
+    /// Garbage collector workers.
+    #[arg(long, default_value_t = 20)]
+    concurrent_gc_syncs: u16,
     /// How often every namespace is looked at again by the namespace controller.
     #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
     namespace_sync_period: Duration,
@@ -124,6 +145,13 @@ async fn main() -> anyhow::Result<()> {
         }),
         root_ca_file: o.root_ca_file.clone(),
         concurrent_namespace_syncs: o.concurrent_namespace_syncs,
+        concurrent_replicaset_syncs: o.concurrent_replicaset_syncs,
+        concurrent_rc_syncs: o.concurrent_rc_syncs,
+        concurrent_deployment_syncs: o.concurrent_deployment_syncs,
+        concurrent_endpoint_syncs: o.concurrent_endpoint_syncs,
+        concurrent_service_endpoint_syncs: o.concurrent_service_endpoint_syncs,
+        max_endpoints_per_slice: o.max_endpoints_per_slice,
+        concurrent_gc_syncs: o.concurrent_gc_syncs,
         namespace_sync_period: o.namespace_sync_period,
         min_resync_period: o.min_resync_period,
         serving: Some(skiff_controllers::Serving {
