@@ -360,8 +360,7 @@ fn observe(client: &Client, prefix: &'static str) -> Observer {
     let task = tokio::spawn(async move {
         let mut seen: HashSet<String> = HashSet::new();
         let mut deleting: HashSet<String> = HashSet::new();
-        let stream =
-            watcher::watcher(pods.clone(), watcher::Config::default()).default_backoff();
+        let stream = watcher::watcher(pods.clone(), watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         // A watch that breaks (a timeout, an expired resourceVersion) is
         // resumed by the watcher; its errors are skipped.
@@ -646,7 +645,9 @@ async fn main() {
     // The algorithm alone first, before any API server runs in this process.
     let algorithms: Vec<Option<f64>> = selected
         .iter()
-        .map(|w| (w.name != "preemption").then(|| tokio::task::block_in_place(|| algorithm_rate(w))))
+        .map(|w| {
+            (w.name != "preemption").then(|| tokio::task::block_in_place(|| algorithm_rate(w)))
+        })
         .collect();
     for (w, algorithm) in selected.iter().zip(algorithms) {
         if std::env::var("SKIFF_BENCH_ALGORITHM_ONLY").is_ok() {

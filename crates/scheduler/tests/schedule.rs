@@ -545,18 +545,29 @@ profiles:
     c.pod(pod("first", "1", json!({}))).await;
     let first = c.node_of("first").await;
     // The packer profile stacks onto the busier node; the default spreads.
-    c.pod(pod("packed", "1", json!({"spec": {"schedulerName": "packer"}})))
-        .await;
+    c.pod(pod(
+        "packed",
+        "1",
+        json!({"spec": {"schedulerName": "packer"}}),
+    ))
+    .await;
     assert_eq!(c.node_of("packed").await, first);
     c.pod(pod("spread", "1", json!({}))).await;
     assert_ne!(c.node_of("spread").await, first);
     // A pod for a profile nobody runs is left alone.
-    c.pod(pod("orphan", "1", json!({"spec": {"schedulerName": "nobody"}})))
-        .await;
+    c.pod(pod(
+        "orphan",
+        "1",
+        json!({"spec": {"schedulerName": "nobody"}}),
+    ))
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let orphan = c.pods().get("orphan").await.unwrap();
     assert!(orphan.spec.unwrap().node_name.is_none());
-    assert!(orphan.status.and_then(|s| s.conditions).is_none_or(|c| c.iter().all(|c| c.type_ != "PodScheduled" || c.status != "False")));
+    assert!(orphan.status.and_then(|s| s.conditions).is_none_or(|c| {
+        c.iter()
+            .all(|c| c.type_ != "PodScheduled" || c.status != "False")
+    }));
     c.stop().await;
 }
 
