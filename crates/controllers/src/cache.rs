@@ -44,7 +44,6 @@ impl<K> Clone for Changed<K> {
 
 impl<K> Changed<K> {
     /// The object as it is now (or was, when deleted).
-    #[cfg(test)]
     pub fn latest(&self) -> &Arc<K> {
         match self {
             Changed::Added(o) | Changed::Deleted(o) => o,

@@ -56,10 +56,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: false,
         start: Some(crate::endpoints::slices::start),
     },
-    planned(
-        "endpointslice-mirroring-controller",
-        &["endpointslicemirroring"],
-    ),
+    Descriptor {
+        name: crate::endpoints::mirroring::NAME,
+        aliases: &["endpointslicemirroring"],
+        disabled_by_default: false,
+        start: Some(crate::endpoints::mirroring::start),
+    },
     Descriptor {
         name: crate::replicaset::RC_NAME,
         aliases: &["replicationcontroller"],
@@ -248,6 +250,7 @@ pub(crate) struct Settings {
     pub concurrent_deployment_syncs: u16,
     pub concurrent_endpoint_syncs: u16,
     pub concurrent_service_endpoint_syncs: u16,
+    pub mirroring_concurrent_service_endpoint_syncs: u16,
     pub max_endpoints_per_slice: u16,
     pub concurrent_gc_syncs: u16,
     pub namespace_sync_period: Duration,
@@ -327,9 +330,39 @@ pub(crate) fn start(
         };
         info!(controller = d.name, "starting controller");
         let span = info_span!("controller", controller = d.name);
-        tasks.push((d.name, tokio::spawn(start(ctx).instrument(span))));
+        tasks.push((
+            d.name,
+            tokio::spawn(supervise(d.name, start, ctx).instrument(span)),
+        ));
     }
     Running { stop, tasks }
+}
+
+/// Runs a controller, starting it again (after a second) should it panic,
+/// so that one bad object cannot silently stop a control loop.
+async fn supervise(name: &'static str, start: StartFn, ctx: Context) {
+    /// Aborted with the supervisor (a lost Lease aborts it).
+    struct Abort(JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    loop {
+        let mut run = Abort(tokio::spawn(start(ctx.clone()).in_current_span()));
+        let mut stopped = ctx.stop.clone();
+        match (&mut run.0).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                if *stopped.borrow_and_update() {
+                    return;
+                }
+                tracing::error!(controller = name, "controller panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 impl Running {

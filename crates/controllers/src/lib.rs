@@ -72,6 +72,8 @@ pub struct Config {
     pub concurrent_endpoint_syncs: u16,
     /// `--concurrent-service-endpoint-syncs` (the EndpointSlice controller).
     pub concurrent_service_endpoint_syncs: u16,
+    /// `--mirroring-concurrent-service-endpoint-syncs`.
+    pub mirroring_concurrent_service_endpoint_syncs: u16,
     /// `--max-endpoints-per-slice`.
     pub max_endpoints_per_slice: u16,
     /// `--concurrent-gc-syncs`.
@@ -99,6 +101,7 @@ impl Config {
             concurrent_deployment_syncs: 5,
             concurrent_endpoint_syncs: 5,
             concurrent_service_endpoint_syncs: 5,
+            mirroring_concurrent_service_endpoint_syncs: 5,
             max_endpoints_per_slice: 100,
             concurrent_gc_syncs: 20,
             namespace_sync_period: Duration::from_secs(5 * 60),
@@ -182,6 +185,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         concurrent_deployment_syncs: config.concurrent_deployment_syncs,
         concurrent_endpoint_syncs: config.concurrent_endpoint_syncs,
         concurrent_service_endpoint_syncs: config.concurrent_service_endpoint_syncs,
+        mirroring_concurrent_service_endpoint_syncs: config
+            .mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: config.max_endpoints_per_slice,
         concurrent_gc_syncs: config.concurrent_gc_syncs,
         namespace_sync_period: config.namespace_sync_period,

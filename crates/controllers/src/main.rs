@@ -68,6 +68,9 @@ struct Options {
     /// Services whose EndpointSlices are synced at once.
     #[arg(long, default_value_t = 5)]
     concurrent_service_endpoint_syncs: u16,
+    /// Endpoints mirrored into EndpointSlices at once.
+    #[arg(long, default_value_t = 5)]
+    mirroring_concurrent_service_endpoint_syncs: u16,
     /// The most endpoints an EndpointSlice holds.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     max_endpoints_per_slice: u16,
@@ -150,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         concurrent_deployment_syncs: o.concurrent_deployment_syncs,
         concurrent_endpoint_syncs: o.concurrent_endpoint_syncs,
         concurrent_service_endpoint_syncs: o.concurrent_service_endpoint_syncs,
+        mirroring_concurrent_service_endpoint_syncs: o.mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: o.max_endpoints_per_slice,
         concurrent_gc_syncs: o.concurrent_gc_syncs,
         namespace_sync_period: o.namespace_sync_period,

@@ -277,3 +277,90 @@ async fn endpoints_of_a_service_deleted_while_the_manager_was_down_are_removed_a
     manager.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_endpoints_of_a_service_without_selector_are_mirrored_into_slices() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&[
+        "endpointslice-mirroring-controller",
+        "garbage-collector-controller",
+    ]));
+    c.namespace("ext").await;
+    let services: Api<Service> = Api::namespaced(c.client.clone(), "ext");
+    let endpoints: Api<Endpoints> = Api::namespaced(c.client.clone(), "ext");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {"ports": [{"name": "sql", "port": 5432}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let custom: Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": "db", "labels": {"team": "data"}},
+        "subsets": [{
+            "addresses": [{"ip": "192.0.2.10"}],
+            "notReadyAddresses": [{"ip": "192.0.2.11"}],
+            "ports": [{"name": "sql", "port": 5432}],
+        }],
+    }))
+    .unwrap();
+    let e = endpoints
+        .create(&PostParams::default(), &custom)
+        .await
+        .unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "ext");
+    let mirrored = || async {
+        slices
+            .list(&ListParams::default().labels(
+                "kubernetes.io/service-name=db,endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io",
+            ))
+            .await
+            .unwrap()
+            .items
+    };
+    let s = eventually("a mirrored slice", SOON, || async {
+        let s = mirrored().await;
+        (s.len() == 1 && s[0].endpoints.len() == 2).then_some(s)
+    })
+    .await;
+    let slice = &s[0];
+    assert_eq!(slice.labels()["team"], "data");
+    let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Endpoints", e.uid().unwrap().as_str())
+    );
+    let ready: Vec<(String, Option<bool>)> = slice
+        .endpoints
+        .iter()
+        .map(|e| (e.addresses[0].clone(), e.conditions.as_ref().unwrap().ready))
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("192.0.2.10".into(), Some(true)),
+            ("192.0.2.11".into(), Some(false))
+        ]
+    );
+    assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(5432));
+
+    // The Service gains a selector: the Endpoints are no longer mirrored.
+    services
+        .patch(
+            "db",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"selector": {"app": "db"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the mirrored slice removed", SOON, || async {
+        mirrored().await.is_empty().then_some(())
+    })
+    .await;
+
+    // The API server's own slice for `kubernetes` is left alone.
+    let default: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "default");
+    assert!(default.get_opt("kubernetes").await.unwrap().is_some());
+
+    manager.stop().await;
+    c.stop().await;
+}

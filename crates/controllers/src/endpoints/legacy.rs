@@ -28,9 +28,9 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::{
-    SKIP_MIRROR_LABEL, families, find_port, hostname_for, is_headless, labels_for,
-    managed_selector, pod_ip, selected, services_for_pod_change, should_be_in_endpoints,
-    target_ref,
+    LEADER_ANNOTATION, SKIP_MIRROR_LABEL, families, find_port, hostname_for, is_headless,
+    labels_for, managed_selector, pod_ip, selected, services_for_pod_change,
+    should_be_in_endpoints, target_ref,
 };
 use crate::cache::{self, Cache, Changed};
 use crate::framework::{self, Backoff, Context};
@@ -42,8 +42,6 @@ pub(crate) const NAME: &str = "endpoints-controller";
 pub(crate) const MAX_CAPACITY: usize = 1000;
 /// Set on Endpoints truncated to [`MAX_CAPACITY`].
 pub(crate) const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
-/// Endpoints used as leader-election locks are never deleted.
-const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! port's name), and which Services a pod change concerns.
 
 pub(crate) mod legacy;
+pub(crate) mod mirroring;
 pub(crate) mod slices;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ use crate::pods;
 /// The label Endpoints managed here carry so that the mirroring controller
 /// leaves them alone.
 pub(crate) const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
+/// Endpoints used as leader-election locks are neither deleted nor mirrored.
+pub(crate) const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 /// The label a headless Service's endpoints carry.
 pub(crate) const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 
@@ -39,7 +42,8 @@ pub(crate) fn managed_selector(svc: &Service) -> Option<LabelSelector> {
     if spec.type_.as_deref() == Some("ExternalName") {
         return None;
     }
-    let selector = spec.selector.as_ref()?;
+    // An empty selector is no selector (upstream's JSON drops it).
+    let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
     LabelSelector::from_set(selector).ok()
 }
 

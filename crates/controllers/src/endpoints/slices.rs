@@ -16,7 +16,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -64,9 +64,11 @@ pub(crate) struct Plan {
     pub delete: Vec<Arc<EndpointSlice>>,
 }
 
-type PortsKey = String;
+pub(crate) type PortsKey = String;
+/// Endpoints by address type and port set, with the ports.
+pub(crate) type Desired = BTreeMap<(String, PortsKey), (Vec<EndpointPort>, Vec<Endpoint>)>;
 
-fn ports_key(ports: &[EndpointPort]) -> PortsKey {
+pub(crate) fn ports_key(ports: &[EndpointPort]) -> PortsKey {
     let mut keys: Vec<(String, i32, String, String)> = ports
         .iter()
         .map(|p| {
@@ -83,7 +85,7 @@ fn ports_key(ports: &[EndpointPort]) -> PortsKey {
 }
 
 /// An endpoint's identity: its address and its pod.
-fn endpoint_key(e: &Endpoint) -> (String, String) {
+pub(crate) fn endpoint_key(e: &Endpoint) -> (String, String) {
     (
         e.addresses.first().cloned().unwrap_or_default(),
         e.target_ref
@@ -100,7 +102,7 @@ pub(crate) fn desired(
     svc: &Service,
     pods: &[Arc<Pod>],
     zones: &HashMap<String, String>,
-) -> BTreeMap<(String, PortsKey), (Vec<EndpointPort>, Vec<Endpoint>)> {
+) -> Desired {
     let spec = svc.spec.clone().unwrap_or_default();
     let publish = spec.publish_not_ready_addresses.unwrap_or(false);
     let mut out: BTreeMap<(String, PortsKey), (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
@@ -155,39 +157,61 @@ pub(crate) fn desired(
     out
 }
 
-/// A new slice for the Service.
-fn new_slice(
-    svc: &Service,
-    address_type: &str,
-    ports: &[EndpointPort],
-    endpoints: Vec<Endpoint>,
-) -> EndpointSlice {
-    let name = svc.name_any();
-    let prefix = if name.len() > 57 {
-        format!("{}-", &name[..57])
-    } else {
-        format!("{name}-")
-    };
-    EndpointSlice {
-        metadata: ObjectMeta {
-            generate_name: Some(prefix),
+/// What every slice of one owner carries: its name prefix, labels and
+/// owner, and the address type of the placeholder kept when there are no
+/// endpoints (none: no placeholder).
+pub(crate) struct Template {
+    pub generate_name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub owner: OwnerReference,
+    pub placeholder: Option<String>,
+}
+
+impl Template {
+    /// The slices of a Service.
+    pub fn for_service(svc: &Service) -> Template {
+        let name = svc.name_any();
+        Template {
+            generate_name: generate_name(&name),
             namespace: svc.namespace(),
-            labels: Some(desired_labels(svc)),
-            owner_references: Some(vec![pods::controller_ref("v1", "Service", &svc.metadata)]),
-            ..ObjectMeta::default()
-        },
-        address_type: address_type.to_owned(),
-        endpoints,
-        ports: (!ports.is_empty()).then(|| ports.to_vec()),
+            labels: labels_for(
+                svc,
+                &[(SERVICE_NAME_LABEL, &name), (MANAGED_BY_LABEL, MANAGED_BY)],
+            ),
+            owner: pods::controller_ref("v1", "Service", &svc.metadata),
+            placeholder: Some(families(svc).remove(0)),
+        }
+    }
+
+    fn slice(
+        &self,
+        address_type: &str,
+        ports: &[EndpointPort],
+        endpoints: Vec<Endpoint>,
+    ) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                generate_name: Some(self.generate_name.clone()),
+                namespace: self.namespace.clone(),
+                labels: Some(self.labels.clone()),
+                owner_references: Some(vec![self.owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            address_type: address_type.to_owned(),
+            endpoints,
+            ports: (!ports.is_empty()).then(|| ports.to_vec()),
+        }
     }
 }
 
-fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
-    let name = svc.name_any();
-    labels_for(
-        svc,
-        &[(SERVICE_NAME_LABEL, &name), (MANAGED_BY_LABEL, MANAGED_BY)],
-    )
+/// `<name>-`, the name cut so that generated names stay valid.
+pub(crate) fn generate_name(name: &str) -> String {
+    let mut cut = name.len().min(57);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-", &name[..cut])
 }
 
 fn is_placeholder(s: &EndpointSlice) -> bool {
@@ -198,19 +222,18 @@ fn is_placeholder(s: &EndpointSlice) -> bool {
 /// holding `desired`, at most `max` endpoints each (upstream's
 /// `reconciler.reconcile`).
 pub(crate) fn plan(
-    svc: &Service,
-    desired: BTreeMap<(String, PortsKey), (Vec<EndpointPort>, Vec<Endpoint>)>,
+    template: &Template,
+    desired: Desired,
     existing: &[Arc<EndpointSlice>],
     max: usize,
 ) -> Plan {
     let max = max.max(1);
     let mut plan = Plan::default();
-    let labels = desired_labels(svc);
-    let owner = svc.metadata.uid.clone();
+    let labels = &template.labels;
+    let owner = &template.owner.uid;
     let mut mine: Vec<Arc<EndpointSlice>> = Vec::new();
     for s in existing {
-        let owned =
-            pods::controller_of(&s.metadata).is_some_and(|r| Some(&r.uid) == owner.as_ref());
+        let owned = pods::controller_of(&s.metadata).is_some_and(|r| &r.uid == owner);
         if owned {
             mine.push(s.clone());
         } else {
@@ -220,13 +243,13 @@ pub(crate) fn plan(
     mine.sort_by_key(|s| s.name_any());
 
     if desired.is_empty() {
-        // One placeholder stays; everything else goes.
-        let families = families(svc);
-        let mut kept = false;
+        // One placeholder stays (if the owner keeps one); everything else goes.
+        let mut kept = template.placeholder.is_none();
         for s in mine {
-            if !kept && is_placeholder(&s) && s.address_type == families[0] {
+            if !kept && is_placeholder(&s) && Some(&s.address_type) == template.placeholder.as_ref()
+            {
                 kept = true;
-                if s.metadata.labels.as_ref() != Some(&labels) {
+                if s.metadata.labels.as_ref() != Some(labels) {
                     let mut copy = (*s).clone();
                     copy.metadata.labels = Some(labels.clone());
                     plan.update.push(copy);
@@ -235,9 +258,9 @@ pub(crate) fn plan(
                 plan.delete.push(s);
             }
         }
-        if !kept {
+        if let (false, Some(address_type)) = (kept, &template.placeholder) {
             plan.create
-                .push(new_slice(svc, &families[0], &[], Vec::new()));
+                .push(template.slice(address_type, &[], Vec::new()));
         }
         return plan;
     }
@@ -263,7 +286,7 @@ pub(crate) fn plan(
         let mut unchanged: Vec<Arc<EndpointSlice>> = Vec::new();
         for s in groups.remove(&key).unwrap_or_default() {
             let mut kept = Vec::new();
-            let mut changed = s.metadata.labels.as_ref() != Some(&labels);
+            let mut changed = s.metadata.labels.as_ref() != Some(labels);
             for e in &s.endpoints {
                 match wanted.remove(&endpoint_key(e)) {
                     Some(want) => {
@@ -307,7 +330,7 @@ pub(crate) fn plan(
         while !left.is_empty() {
             let rest = left.split_off(left.len().min(max));
             let chunk = std::mem::replace(&mut left, rest);
-            plan.create.push(new_slice(svc, &key.0, &ports, chunk));
+            plan.create.push(template.slice(&key.0, &ports, chunk));
         }
         plan.update.extend(to_update);
     }
@@ -322,14 +345,14 @@ pub(crate) fn plan(
 type Written = (Instant, HashMap<String, Option<u64>>);
 
 #[derive(Default)]
-struct Tracker {
+pub(crate) struct Tracker {
     /// Service key → slice UID → resourceVersion written (`None`: deleted),
     /// and when.
     written: Mutex<HashMap<String, Written>>,
 }
 
 impl Tracker {
-    fn record(&self, service: &str, uid: Option<String>, rv: Option<u64>) {
+    pub fn record(&self, service: &str, uid: Option<String>, rv: Option<u64>) {
         let Some(uid) = uid else {
             return;
         };
@@ -342,7 +365,7 @@ impl Tracker {
     }
 
     /// A slice went: nothing more to wait for about it.
-    fn gone(&self, uid: &str) {
+    pub fn gone(&self, uid: &str) {
         let mut written = self.written.lock().expect("tracker lock");
         for (_, expected) in written.values_mut() {
             expected.remove(uid);
@@ -350,7 +373,7 @@ impl Tracker {
     }
 
     /// Whether `slices` (the cache) show every write for `service`.
-    fn caught_up(&self, service: &str, slices: &[Arc<EndpointSlice>]) -> bool {
+    pub fn caught_up(&self, service: &str, slices: &[Arc<EndpointSlice>]) -> bool {
         let mut written = self.written.lock().expect("tracker lock");
         let Some((at, expected)) = written.get_mut(service) else {
             return true;
@@ -387,7 +410,7 @@ struct Ctx {
     backoff: Backoff,
 }
 
-fn rv_of(s: &EndpointSlice) -> Option<u64> {
+pub(crate) fn rv_of(s: &EndpointSlice) -> Option<u64> {
     s.metadata.resource_version.as_ref()?.parse().ok()
 }
 
@@ -421,7 +444,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .collect();
     let pods = selected(&ctx.pods.list(&namespace), &selector);
     let plan = plan(
-        &svc,
+        &Template::for_service(&svc),
         desired(&svc, &pods, &zones),
         &existing,
         ctx.max_per_slice,
@@ -643,7 +666,12 @@ mod tests {
     fn slices_hold_at_most_the_maximum_and_carry_the_labels_and_owner() {
         let svc = service(json!("http"), false);
         let zones = HashMap::new();
-        let plan = plan(&svc, desired(&svc, &pods(250, |_| true), &zones), &[], 100);
+        let plan = plan(
+            &Template::for_service(&svc),
+            desired(&svc, &pods(250, |_| true), &zones),
+            &[],
+            100,
+        );
         let sizes: Vec<usize> = plan.create.iter().map(|s| s.endpoints.len()).collect();
         assert_eq!(sizes, [100, 100, 50]);
         let s = &plan.create[0];
@@ -664,10 +692,15 @@ mod tests {
         let svc = service(json!("http"), false);
         let zones = HashMap::new();
         let mut n = 0;
-        let first = plan(&svc, desired(&svc, &pods(150, |_| true), &zones), &[], 100);
+        let first = plan(
+            &Template::for_service(&svc),
+            desired(&svc, &pods(150, |_| true), &zones),
+            &[],
+            100,
+        );
         let slices = apply(&[], first, &mut n);
         let again = plan(
-            &svc,
+            &Template::for_service(&svc),
             desired(&svc, &pods(150, |_| true), &zones),
             &slices,
             100,
@@ -675,7 +708,7 @@ mod tests {
         assert!(again.create.is_empty() && again.update.is_empty() && again.delete.is_empty());
         // One pod turns unready: one slice rewritten.
         let changed = plan(
-            &svc,
+            &Template::for_service(&svc),
             desired(&svc, &pods(150, |i| i != 3), &zones),
             &slices,
             100,
@@ -684,7 +717,7 @@ mod tests {
         assert_eq!(changed.update.len(), 1);
         // Ten more pods: they go into the slice with room.
         let grown = plan(
-            &svc,
+            &Template::for_service(&svc),
             desired(&svc, &pods(160, |_| true), &zones),
             &slices,
             100,
@@ -701,21 +734,36 @@ mod tests {
         let mut n = 0;
         let slices = apply(
             &[],
-            plan(&svc, desired(&svc, &pods(3, |_| true), &zones), &[], 100),
+            plan(
+                &Template::for_service(&svc),
+                desired(&svc, &pods(3, |_| true), &zones),
+                &[],
+                100,
+            ),
             &mut n,
         );
-        let empty = plan(&svc, desired(&svc, &[], &zones), &slices, 100);
+        let empty = plan(
+            &Template::for_service(&svc),
+            desired(&svc, &[], &zones),
+            &slices,
+            100,
+        );
         assert_eq!(empty.delete.len(), 1);
         assert_eq!(empty.create.len(), 1);
         assert!(is_placeholder(&empty.create[0]));
         let slices = apply(&slices, empty, &mut n);
-        let settled = plan(&svc, desired(&svc, &[], &zones), &slices, 100);
+        let settled = plan(
+            &Template::for_service(&svc),
+            desired(&svc, &[], &zones),
+            &slices,
+            100,
+        );
         assert!(
             settled.create.is_empty() && settled.delete.is_empty() && settled.update.is_empty()
         );
         // Pods come: the placeholder goes.
         let back = plan(
-            &svc,
+            &Template::for_service(&svc),
             desired(&svc, &pods(2, |_| true), &zones),
             &slices,
             100,
@@ -730,13 +778,18 @@ mod tests {
         let mut n = 0;
         let slices = apply(
             &[],
-            plan(&svc, desired(&svc, &pods(3, |_| true), &zones), &[], 100),
+            plan(
+                &Template::for_service(&svc),
+                desired(&svc, &pods(3, |_| true), &zones),
+                &[],
+                100,
+            ),
             &mut n,
         );
         let mut again = svc.clone();
         again.metadata.uid = Some("other".into());
         let p = plan(
-            &again,
+            &Template::for_service(&again),
             desired(&again, &pods(3, |_| true), &zones),
             &slices,
             100,

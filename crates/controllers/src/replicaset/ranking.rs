@@ -5,7 +5,6 @@
 //! with related pods first, ready for less time first (on a logarithmic
 //! scale), more container restarts first, newer first.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,92 +73,61 @@ fn max_restarts(pod: &Pod) -> (i32, i32) {
     (regular, sidecar)
 }
 
-/// `logarithmicRankDiff`: the base-2 logarithm of each age in nanoseconds,
-/// compared.
-fn log_rank_diff(a: Timestamp, b: Timestamp, now: Timestamp) -> i64 {
-    let rank = |t: Timestamp| {
-        let d = now.as_nanosecond() - t.as_nanosecond();
-        if d > 0 { (d as f64).log2() as i64 } else { -1 }
+/// The base-2 logarithm of the age at `now` in nanoseconds (upstream's
+/// `logarithmicRankDiff` compares these); -1 for no age.
+fn log_age(t: Timestamp, now: Timestamp) -> i64 {
+    let d = now.as_nanosecond() - t.as_nanosecond();
+    if d > 0 { (d as f64).log2() as i64 } else { -1 }
+}
+
+/// Where a pod sorts among those to delete: lower first. A key (not a
+/// pairwise comparison) so the order is total; where upstream's comparison
+/// is not (two ages of the same logarithmic rank fall back to the UID before
+/// the restart count), the UID comes last here.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct DeletionKey {
+    scheduled: bool,
+    phase: u8,
+    ready: bool,
+    cost: i32,
+    /// More related pods on its node first.
+    crowding: std::cmp::Reverse<usize>,
+    /// Ready pods: an unknown ready time first, then the newest.
+    ready_age: (bool, i64),
+    /// More restarts first (regular containers, then sidecars).
+    restarts: (std::cmp::Reverse<i32>, std::cmp::Reverse<i32>),
+    /// No creation time first, then the newest.
+    age: (bool, i64),
+    uid: String,
+}
+
+/// The key of `pod`, `rank` related pods sharing its node.
+pub(crate) fn deletion_key(pod: &Pod, rank: usize, now: Timestamp) -> DeletionKey {
+    let ready = pods::is_ready(pod);
+    let ready_age = if ready {
+        match pods::ready_since(pod).flatten() {
+            Some(t) => (true, log_age(t, now)),
+            None => (false, 0),
+        }
+    } else {
+        (false, 0)
     };
-    rank(a) - rank(b)
-}
-
-/// Orders two timestamps newest first, a missing one first of all
-/// (`afterOrZero`), on the logarithmic scale when `now` is known; `None`
-/// when they tie.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    now: Timestamp,
-    uids: (&str, &str),
-) -> Option<Ordering> {
-    if a == b {
-        return None;
+    let (regular, sidecar) = max_restarts(pod);
+    let age = match pod.metadata.creation_timestamp.as_ref() {
+        Some(t) => (true, log_age(t.0, now)),
+        None => (false, 0),
+    };
+    DeletionKey {
+        scheduled: !node(pod).is_empty(),
+        phase: phase_ordinal(pod),
+        ready,
+        cost: deletion_cost(pod),
+        crowding: std::cmp::Reverse(rank),
+        ready_age,
+        restarts: (std::cmp::Reverse(regular), std::cmp::Reverse(sidecar)),
+        age,
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
     }
-    match (a, b) {
-        (None, _) => Some(Ordering::Less),
-        (_, None) => Some(Ordering::Greater),
-        (Some(a), Some(b)) => {
-            let diff = log_rank_diff(a, b, now);
-            Some(if diff == 0 {
-                uids.0.cmp(uids.1)
-            } else if diff < 0 {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            })
-        }
-    }
-}
-
-/// Compares two pods with their ranks (related pods on their node): `Less`
-/// means deleted first.
-pub(crate) fn compare(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Timestamp) -> Ordering {
-    let (node_a, node_b) = (node(a), node(b));
-    if node_a != node_b && (node_a.is_empty() || node_b.is_empty()) {
-        return if node_a.is_empty() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let by_phase = phase_ordinal(a).cmp(&phase_ordinal(b));
-    if by_phase != Ordering::Equal {
-        return by_phase;
-    }
-    let (ready_a, ready_b) = (pods::is_ready(a), pods::is_ready(b));
-    if ready_a != ready_b {
-        return if ready_a {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-    }
-    let by_cost = deletion_cost(a).cmp(&deletion_cost(b));
-    if by_cost != Ordering::Equal {
-        return by_cost;
-    }
-    if rank_a != rank_b {
-        // More doubled up: deleted first.
-        return rank_b.cmp(&rank_a);
-    }
-    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-    let (uid_a, uid_b) = (uid(a), uid(b));
-    if ready_a && ready_b {
-        let since = |p: &Pod| pods::ready_since(p).flatten();
-        if let Some(o) = newer_first(since(a), since(b), now, (&uid_a, &uid_b)) {
-            return o;
-        }
-    }
-    let (restarts_a, restarts_b) = (max_restarts(a), max_restarts(b));
-    if restarts_a.0 != restarts_b.0 {
-        return restarts_b.0.cmp(&restarts_a.0);
-    }
-    if restarts_a.1 != restarts_b.1 {
-        return restarts_b.1.cmp(&restarts_a.1);
-    }
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    newer_first(created(a), created(b), now, (&uid_a, &uid_b)).unwrap_or(Ordering::Equal)
 }
 
 /// The `count` pods of `pods` to delete first. `related` are the active
@@ -178,15 +146,18 @@ pub(crate) fn pods_to_delete(
     for p in related.iter().filter(|p| pods::is_active(p)) {
         *on_node.entry(node(p)).or_default() += 1;
     }
-    let mut ranked: Vec<(&Arc<Pod>, usize)> = pods
+    let mut ranked: Vec<(DeletionKey, &Arc<Pod>)> = pods
         .iter()
-        .map(|p| (p, on_node.get(node(p)).copied().unwrap_or(0)))
+        .map(|p| {
+            let rank = on_node.get(node(p)).copied().unwrap_or(0);
+            (deletion_key(p, rank, now), p)
+        })
         .collect();
-    ranked.sort_by(|(a, ra), (b, rb)| compare(a, *ra, b, *rb, now));
+    ranked.sort_by(|(a, _), (b, _)| a.cmp(b));
     ranked
         .into_iter()
         .take(count)
-        .map(|(p, _)| p.clone())
+        .map(|(_, p)| p.clone())
         .collect()
 }
 
@@ -265,6 +236,33 @@ mod tests {
             pod("new", "n2", "Running", Some(n - 10)),
         ]);
         assert_eq!(names(&pods_to_delete(&pods, &pods, 1, now())), ["new"]);
+    }
+
+    #[test]
+    fn many_pods_ready_at_close_times_sort_without_contradiction() {
+        let n = now().as_second();
+        let pods: Vec<Arc<Pod>> = (0..300)
+            .map(|i| {
+                let mut p = pod(
+                    &format!("p{i}"),
+                    &format!("n{}", i % 7),
+                    "Running",
+                    Some(n - 1000 - (i * 37) % 900),
+                );
+                p.metadata.uid = Some(format!("uid-{}", (i * 7919) % 300));
+                p.metadata.creation_timestamp = Some(Time(
+                    Timestamp::from_second(n - 5000 + (i * 13) % 400).unwrap(),
+                ));
+                Arc::new(p)
+            })
+            .collect();
+        let order = pods_to_delete(&pods, &pods, 150, now());
+        assert_eq!(order.len(), 150);
+        // Deterministic.
+        assert_eq!(
+            names(&order),
+            names(&pods_to_delete(&pods, &pods, 150, now()))
+        );
     }
 
     #[test]
