@@ -349,6 +349,8 @@ async fn bind_ceiling(client: &Client, nodes: usize, n: usize) -> f64 {
 struct Observer {
     bound: Arc<AtomicUsize>,
     times: Arc<Mutex<(Option<Instant>, Option<Instant>)>>,
+    /// Measured pods seen nominated (preemption), and when the last was.
+    nominated: Arc<Mutex<(HashSet<String>, Option<Instant>)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -356,7 +358,8 @@ fn observe(client: &Client, prefix: &'static str) -> Observer {
     let bound = Arc::new(AtomicUsize::new(0));
     let times = Arc::new(Mutex::new((None, None)));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let (b, t) = (bound.clone(), times.clone());
+    let nominated = Arc::new(Mutex::new((HashSet::new(), None)));
+    let (b, t, nom) = (bound.clone(), times.clone(), nominated.clone());
     let task = tokio::spawn(async move {
         let mut seen: HashSet<String> = HashSet::new();
         let mut deleting: HashSet<String> = HashSet::new();
@@ -382,6 +385,17 @@ fn observe(client: &Client, prefix: &'static str) -> Observer {
                 if p.metadata.deletion_timestamp.is_some() || (measured && touched) {
                     t.lock().await.0.get_or_insert_with(Instant::now);
                 }
+                let is_nominated = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                if measured && is_nominated {
+                    let mut nom = nom.lock().await;
+                    if nom.0.insert(name.clone()) {
+                        nom.1 = Some(Instant::now());
+                    }
+                }
                 if p.metadata.deletion_timestamp.is_some() && deleting.insert(name.clone()) {
                     let pods = pods.clone();
                     tokio::spawn(async move {
@@ -402,7 +416,12 @@ fn observe(client: &Client, prefix: &'static str) -> Observer {
             }
         }
     });
-    Observer { bound, times, task }
+    Observer {
+        bound,
+        times,
+        nominated,
+        task,
+    }
 }
 
 fn spawn_scheduler(kubeconfig: &std::path::Path) -> Child {
@@ -482,6 +501,18 @@ async fn run(w: &Workload, ceiling: &mut Option<f64>) -> Outcome {
     let _ = sched.wait();
     measured.task.abort();
     let (first, last) = *measured.times.lock().await;
+    {
+        let nom = measured.nominated.lock().await;
+        if let (Some(f), Some(n), Some(l)) = (first, nom.1, last) {
+            println!(
+                "    {}: {} pods nominated within {:.2}s of the first action; last binding after {:.2}s",
+                w.name,
+                nom.0.len(),
+                (n - f).as_secs_f64(),
+                (l - f).as_secs_f64()
+            );
+        }
+    }
     let rate = match (ok, first, last) {
         (true, Some(f), Some(l)) if l > f => Some(w.pods as f64 / (l - f).as_secs_f64()),
         _ => {
@@ -594,13 +625,38 @@ fn algorithm_rate(w: &Workload) -> f64 {
         for i in 0..n {
             let mut v = template(i);
             v["metadata"]["uid"] = json!(format!("{prefix}{i}"));
+            // What the Priority admission plugin would fill in.
+            match v["spec"]["priorityClassName"].as_str() {
+                Some("low") => v["spec"]["priority"] = json!(10),
+                Some("high") => v["spec"]["priority"] = json!(1000),
+                _ => {}
+            }
             let pod = Arc::new(PodInfo::new(Arc::new(serde_json::from_value(v).unwrap())));
             cache.update_snapshot(&mut ls.snapshot);
             let mut state = CycleState::default();
-            if let Ok(r) = schedule_pod(&fw, &mut state, &pod, &mut ls) {
-                let mut placed: Pod = (*pod.pod).clone();
-                placed.spec.as_mut().unwrap().node_name = Some(r.node.clone());
-                cache.assume_pod(Arc::new(PodInfo::new(Arc::new(placed))), &r.node);
+            match schedule_pod(&fw, &mut state, &pod, &mut ls) {
+                Ok(r) => {
+                    let mut placed: Pod = (*pod.pod).clone();
+                    placed.spec.as_mut().unwrap().node_name = Some(r.node.clone());
+                    cache.assume_pod(Arc::new(PodInfo::new(Arc::new(placed))), &r.node);
+                }
+                // Preemption: the PostFilter's dry run and choice (the
+                // evictions themselves go to a client that writes nothing).
+                Err(skiff_scheduler::scheduler::ScheduleError::Fit(fit)) => {
+                    let (result, _) = tokio::runtime::Handle::current().block_on(
+                        fw.post_filter[0].post_filter(
+                            &fw,
+                            &state,
+                            &pod,
+                            &ls.snapshot,
+                            &fit.diagnosis.node_statuses,
+                        ),
+                    );
+                    if let Some(n) = result.and_then(|r| r.nominated_node_name) {
+                        handle.nominator.add(&pod, Some(&n));
+                    }
+                }
+                Err(_) => {}
             }
         }
         started.elapsed()
@@ -645,9 +701,7 @@ async fn main() {
     // The algorithm alone first, before any API server runs in this process.
     let algorithms: Vec<Option<f64>> = selected
         .iter()
-        .map(|w| {
-            (w.name != "preemption").then(|| tokio::task::block_in_place(|| algorithm_rate(w)))
-        })
+        .map(|w| Some(tokio::task::block_in_place(|| algorithm_rate(w))))
         .collect();
     for (w, algorithm) in selected.iter().zip(algorithms) {
         if std::env::var("SKIFF_BENCH_ALGORITHM_ONLY").is_ok() {

@@ -312,12 +312,20 @@ impl Cache {
         if self.dirty.is_empty() {
             return;
         }
+        let mut affinity_changed = false;
         for name in self.dirty.drain() {
             if let (Some(i), Some(info)) = (snapshot.index.get(&name), self.nodes.get(&name)) {
+                let old = &snapshot.nodes[*i];
+                affinity_changed |= old.pods_with_affinity.is_empty()
+                    != info.pods_with_affinity.is_empty()
+                    || old.pods_with_required_anti_affinity.is_empty()
+                        != info.pods_with_required_anti_affinity.is_empty();
                 snapshot.nodes[*i] = info.clone();
             }
         }
-        snapshot.relist_affinity();
+        if affinity_changed {
+            snapshot.relist_affinity();
+        }
     }
 }
 

@@ -213,6 +213,7 @@ async fn start_with_client(
         bound: Default::default(),
         failed: Default::default(),
         binding: Default::default(),
+        bind_slots: Arc::new(tokio::sync::Semaphore::new(scheduler::BIND_CONCURRENCY)),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (mut tasks, watches) = informers::start(client, scheduler.clone(), listers, tx);

@@ -102,7 +102,14 @@ pub struct Scheduler {
     pub failed: AtomicU64,
     /// Binding cycles in flight.
     pub binding: AtomicUsize,
+    /// Bounds the binding cycles writing to the API server at once: each
+    /// holds a connection, and thousands of them would cost more than they
+    /// gain (as client-go's QPS limit bounds upstream's).
+    pub bind_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Binding cycles that may talk to the API server at once.
+pub const BIND_CONCURRENCY: usize = 64;
 
 impl Scheduler {
     fn profile(&self, pod: &Pod) -> Option<&Arc<Framework>> {
@@ -237,6 +244,7 @@ impl Scheduler {
         if wait {
             s = fw.wait_on_permit(&pod, timeout).await;
         }
+        let _slot = self.bind_slots.clone().acquire_owned().await;
         if s.is_success() {
             s = fw.run_pre_bind(&state, &pod, &node).await;
         }

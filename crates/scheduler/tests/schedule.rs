@@ -611,3 +611,83 @@ async fn persistent_volumes_pin_pods_and_unbound_claims_wait() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refusal_reason_reads_like_upstreams() {
+    let c = Cluster::start().await;
+    c.node("open", "2", "4Gi", json!({"disk": "hdd"}), json!([]))
+        .await;
+    c.node("cordoned", "2", "4Gi", json!({"disk": "hdd"}), json!([]))
+        .await;
+    Api::<Node>::all(c.client.clone())
+        .patch(
+            "cordoned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .unwrap();
+    let not_helpful =
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+
+    c.pod(pod(
+        "wants-ssd",
+        "100m",
+        json!({"spec": {"nodeSelector": {"disk": "ssd"}}}),
+    ))
+    .await;
+    assert_eq!(
+        unschedulable_message(&c, "wants-ssd").await,
+        format!(
+            "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
+             1 node(s) were unschedulable. {not_helpful}"
+        )
+    );
+
+    let with_port = |name: &str| {
+        pod(
+            name,
+            "100m",
+            json!({"spec": {"containers": [{"name": "c", "image": "busybox",
+                "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}),
+        )
+    };
+    c.pod(with_port("port-1")).await;
+    assert_eq!(c.node_of("port-1").await, "open");
+    c.pod(with_port("port-2")).await;
+    assert_eq!(
+        unschedulable_message(&c, "port-2").await,
+        "0/2 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, \
+         1 node(s) were unschedulable. preemption: 0/2 nodes are available: \
+         1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
+    );
+
+    // A gated pod is not tried at all; lifting the gate schedules it.
+    c.pod(pod(
+        "gated",
+        "100m",
+        json!({"spec": {"schedulingGates": [{"name": "example.com/wait"}]}}),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gated = c.pods().get("gated").await.unwrap();
+    assert!(gated.spec.as_ref().unwrap().node_name.is_none());
+    let reason = gated
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .and_then(|c| c.reason);
+    assert_ne!(reason.as_deref(), Some("Unschedulable"));
+    c.pods()
+        .patch(
+            "gated",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedulingGates": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.node_of("gated").await, "open");
+    c.stop().await;
+}

@@ -50,7 +50,7 @@ impl PreScorePlugin for ImageLocality {
         _: &[Arc<NodeInfo>],
         snapshot: &Snapshot,
     ) -> Status {
-        let images = pod
+        let images: Vec<String> = pod
             .pod
             .spec
             .iter()
@@ -63,6 +63,10 @@ impl PreScorePlugin for ImageLocality {
             .filter_map(|c| c.image.as_deref())
             .map(normalized_image_name)
             .collect();
+        // No node has any of the images: every node would score 0.
+        if !images.iter().any(|i| snapshot.image_nodes.contains_key(i)) {
+            return Status::skip();
+        }
         state.write(
             PRE_SCORE_KEY,
             PreScoreState {

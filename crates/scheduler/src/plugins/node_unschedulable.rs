@@ -32,13 +32,7 @@ impl Plugin for NodeUnschedulable {
 
 /// Whether `pod` may run on `node` as far as cordoning goes.
 pub fn fits(pod: &PodInfo, node: &NodeInfo) -> bool {
-    let cordoned = node
-        .node()
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    if !cordoned {
+    if !node.unschedulable {
         return true;
     }
     let taint = Taint {

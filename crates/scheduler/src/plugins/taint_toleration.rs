@@ -62,11 +62,7 @@ fn tolerations(pod: &PodInfo) -> &[Toleration] {
 }
 
 fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node()
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or(&[])
+    &node.taints
 }
 
 /// The first taint passing `select` that no toleration tolerates.
