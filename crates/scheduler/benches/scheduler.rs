@@ -643,15 +643,14 @@ fn algorithm_rate(w: &Workload) -> f64 {
                 // Preemption: the PostFilter's dry run and choice (the
                 // evictions themselves go to a client that writes nothing).
                 Err(skiff_scheduler::scheduler::ScheduleError::Fit(fit)) => {
-                    let (result, _) = tokio::runtime::Handle::current().block_on(
-                        fw.post_filter[0].post_filter(
+                    let (result, _) =
+                        tokio::runtime::Handle::current().block_on(fw.post_filter[0].post_filter(
                             &fw,
                             &state,
                             &pod,
                             &ls.snapshot,
                             &fit.diagnosis.node_statuses,
-                        ),
-                    );
+                        ));
                     if let Some(n) = result.and_then(|r| r.nominated_node_name) {
                         handle.nominator.add(&pod, Some(&n));
                     }
