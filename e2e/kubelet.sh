@@ -98,11 +98,15 @@ KUBECONFIG=$node_kubeconfig kubectl config use-context node >/dev/null
 check "kube-root-ca.crt is published by the controller manager" until_ok 20 kubectl get configmap kube-root-ca.crt
 
 mkdir -p "$work/manifests"
+# Upstream's default nodefs.available<10% would evict the test's pods on a
+# build machine whose disk is nearly full of build output; eviction itself is
+# tested in crates/kubelet/tests/fake_runtime.rs.
 start_kubelet() {
     "$bin/skiff-kubelet" --kubeconfig "$node_kubeconfig" \
         --container-runtime-endpoint "unix://$ctr_dir/containerd.sock" \
         --hostname-override e2e-node --root-dir "$work/kubelet" --pod-logs-dir "$ctr_dir/pod-logs" \
         --cni-conf-dir "$ctr_dir/cni/net.d" --cni-bridge skiffe2e0 --pod-cidr 10.250.0.0/24 \
+        --eviction-hard 'memory.available<100Mi,nodefs.available<1%' \
         --pod-manifest-path "$work/manifests" --client-ca-file "$work/api/pki/ca.crt" --port $((port + 1)) >>"$work/kubelet.log" 2>&1 &
     kubelet_pid=$!
 }
