@@ -425,14 +425,43 @@ fn observe(client: &Client, prefix: &'static str) -> Observer {
 }
 
 fn spawn_scheduler(kubeconfig: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_skiff-scheduler"))
+    // SKIFF_BENCH_WRAPPER (e.g. "valgrind --tool=massif") runs the
+    // scheduler under a profiler.
+    let wrapper = std::env::var("SKIFF_BENCH_WRAPPER").unwrap_or_default();
+    let mut words: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
+    words.push(env!("CARGO_BIN_EXE_skiff-scheduler").into());
+    Command::new(&words[0])
+        .args(&words[1..])
         .args(["--leader-elect=false", "--secure-port", "0", "--kubeconfig"])
         .arg(kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SKIFF_BENCH_SCHEDULER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var("SKIFF_BENCH_SCHEDULER_LOG_FILE") {
+            Ok(path) => std::fs::File::create(path).map_or(Stdio::null(), Stdio::from),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .expect("starting skiff-scheduler")
+}
+
+/// Stops the scheduler with SIGTERM (so a profiler wrapping it can write
+/// its report), and SIGKILL if it does not exit within ten seconds.
+fn stop_scheduler(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// VmHWM (peak RSS) of `pid` in MiB.
@@ -482,11 +511,10 @@ async fn run(w: &Workload, ceiling: &mut Option<f64>) -> Outcome {
     let limit = Duration::from_secs(600);
     if w.init_pods > 0 {
         let init = observe(&client, "init-");
-        let mut sched = spawn_scheduler(&server.kubeconfig);
+        let sched = spawn_scheduler(&server.kubeconfig);
         create_pods(&client, w.init_pods, w.init_pod).await;
         let ok = wait_bound(&init, w.init_pods, limit).await;
-        let _ = sched.kill();
-        let _ = sched.wait();
+        tokio::task::block_in_place(|| stop_scheduler(sched));
         init.task.abort();
         if !ok {
             eprintln!("{}: the initial pods were not all scheduled", w.name);
@@ -494,11 +522,10 @@ async fn run(w: &Workload, ceiling: &mut Option<f64>) -> Outcome {
     }
     create_pods(&client, w.pods, w.pod).await;
     let measured = observe(&client, "pod-");
-    let mut sched = spawn_scheduler(&server.kubeconfig);
+    let sched = spawn_scheduler(&server.kubeconfig);
     let ok = wait_bound(&measured, w.pods, limit).await;
     let rss = peak_rss_mib(sched.id());
-    let _ = sched.kill();
-    let _ = sched.wait();
+    tokio::task::block_in_place(|| stop_scheduler(sched));
     measured.task.abort();
     let (first, last) = *measured.times.lock().await;
     {
@@ -612,6 +639,9 @@ fn algorithm_rate(w: &Workload) -> f64 {
         nominator: Default::default(),
         parallelism: skiff_scheduler::parallel::default_threads(),
         recorder: None,
+        api_slots: Arc::new(tokio::sync::Semaphore::new(
+            skiff_scheduler::framework::API_CONCURRENCY,
+        )),
     });
     let fw = skiff_scheduler::config::build_framework(&Default::default(), None, &handle).unwrap();
     let mut cache = Cache::new();

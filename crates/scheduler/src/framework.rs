@@ -450,7 +450,15 @@ pub struct Handle {
     pub parallelism: usize,
     /// Where plugins record events (`None` in unit tests).
     pub recorder: Option<crate::events::Recorder>,
+    /// Bounds the scheduler's concurrent writes to the API server (bindings,
+    /// status patches, evictions): each holds a connection, and thousands
+    /// at once cost more than they gain (client-go's QPS limit bounds
+    /// upstream's the same way).
+    pub api_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Writes to the API server in flight at once.
+pub const API_CONCURRENCY: usize = 64;
 
 impl Handle {
     /// A handle on a fake client, for tests.
@@ -462,6 +470,7 @@ impl Handle {
             nominator: Default::default(),
             parallelism: 1,
             recorder: None,
+            api_slots: Arc::new(tokio::sync::Semaphore::new(API_CONCURRENCY)),
         })
     }
 }

@@ -161,15 +161,19 @@ pub fn on_pod(s: &Scheduler, change: Change<Pod>) {
         Change::Applied { old, new } => {
             let uid = new.metadata.uid.clone().unwrap_or_default();
             if is_terminal(&new) {
-                let was = s.cache.lock().expect("cache").pod_node(&uid).is_some();
+                let was = s
+                    .cache
+                    .lock()
+                    .expect("cache")
+                    .pod_node(&uid)
+                    .map(str::to_owned);
                 s.cache.lock().expect("cache").remove_pod(&uid);
                 s.queue.delete(&uid);
-                if was {
-                    s.queue.move_all(&ClusterEvent::new(
-                        Resource::Pod,
-                        action::DELETE,
-                        "AssignedPodDelete",
-                    ));
+                if let Some(node) = was {
+                    s.queue.move_all_after_delete(
+                        &ClusterEvent::new(Resource::Pod, action::DELETE, "AssignedPodDelete"),
+                        &node,
+                    );
                 }
                 return;
             }
@@ -216,14 +220,18 @@ pub fn on_pod(s: &Scheduler, change: Change<Pod>) {
         Change::Deleted(pod) => {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             s.queue.delete(&uid);
-            let was = s.cache.lock().expect("cache").pod_node(&uid).is_some();
-            if was {
+            let was = s
+                .cache
+                .lock()
+                .expect("cache")
+                .pod_node(&uid)
+                .map(str::to_owned);
+            if let Some(node) = was {
                 s.cache.lock().expect("cache").remove_pod(&uid);
-                s.queue.move_all(&ClusterEvent::new(
-                    Resource::Pod,
-                    action::DELETE,
-                    "AssignedPodDelete",
-                ));
+                s.queue.move_all_after_delete(
+                    &ClusterEvent::new(Resource::Pod, action::DELETE, "AssignedPodDelete"),
+                    &node,
+                );
             }
         }
     }

@@ -176,6 +176,7 @@ async fn start_with_client(
         nominator: nominator.clone(),
         parallelism,
         recorder: Some(recorder.clone()),
+        api_slots: Arc::new(tokio::sync::Semaphore::new(framework::API_CONCURRENCY)),
     });
     let mut profiles = HashMap::new();
     let mut sort = None;
@@ -213,7 +214,6 @@ async fn start_with_client(
         bound: Default::default(),
         failed: Default::default(),
         binding: Default::default(),
-        bind_slots: Arc::new(tokio::sync::Semaphore::new(scheduler::BIND_CONCURRENCY)),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (mut tasks, watches) = informers::start(client, scheduler.clone(), listers, tx);

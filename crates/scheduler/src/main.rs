@@ -76,6 +76,7 @@ async fn kube_config(path: Option<PathBuf>, master: Option<&str>) -> anyhow::Res
 async fn main() -> anyhow::Result<()> {
     let o = Options::parse();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

@@ -185,10 +185,28 @@ struct Inner {
     in_flight: HashMap<String, QueuedPodInfo>,
     /// Bumped at each pop.
     scheduling_cycle: u64,
-    /// The cycle in which pods were last moved by a cluster event: pods
-    /// that fail a cycle started before it go to backoff, not unschedulable.
-    move_request_cycle: u64,
+    /// Cluster events that arrived while pods were in flight (with the node
+    /// a deleted pod was on): a pod that fails goes to backoff rather than
+    /// among the unschedulable when one of them may help it (upstream's
+    /// in-flight events), since it may have missed its chance.
+    events: Vec<(ClusterEvent, Option<String>)>,
+    /// The number of events dropped from the front of `events`.
+    events_base: usize,
+    /// For each in-flight pod, the event count when it was popped.
+    in_flight_since: HashMap<String, usize>,
     closed: bool,
+}
+
+impl Inner {
+    fn leave_flight(&mut self, uid: &str) -> Option<QueuedPodInfo> {
+        self.in_flight_since.remove(uid);
+        let qp = self.in_flight.remove(uid);
+        if self.in_flight.is_empty() {
+            self.events_base += self.events.len();
+            self.events.clear();
+        }
+        qp
+    }
 }
 
 /// The queue the scheduling loop pops from.
@@ -225,7 +243,9 @@ impl SchedulingQueue {
                 unschedulable: HashMap::new(),
                 in_flight: HashMap::new(),
                 scheduling_cycle: 0,
-                move_request_cycle: 0,
+                events: Vec::new(),
+                events_base: 0,
+                in_flight_since: HashMap::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -337,7 +357,7 @@ impl SchedulingQueue {
         inner.active.remove(uid);
         inner.backoff.remove(uid);
         inner.unschedulable.remove(uid);
-        inner.in_flight.remove(uid);
+        inner.leave_flight(uid);
         self.nominator.delete(uid);
     }
 
@@ -355,6 +375,8 @@ impl SchedulingQueue {
                     QueuedPodInfo::backoff_for(qp.attempts, self.initial_backoff, self.max_backoff);
                 qp.initial_attempt.get_or_insert_with(Instant::now);
                 inner.in_flight.insert(qp.pod.uid.clone(), qp.clone());
+                let since = inner.events_base + inner.events.len();
+                inner.in_flight_since.insert(qp.pod.uid.clone(), since);
                 return Some((qp, inner.scheduling_cycle));
             }
             inner = self.ready.wait(inner).expect("queue");
@@ -387,22 +409,38 @@ impl SchedulingQueue {
 
     /// The pod was scheduled (assumed): it leaves the queue.
     pub fn done(&self, uid: &str) {
-        self.inner.lock().expect("queue").in_flight.remove(uid);
+        self.inner.lock().expect("queue").leave_flight(uid);
     }
 
     /// A scheduling attempt that started in `cycle` failed: the pod waits
     /// among the unschedulable pods, or in backoff when a cluster event
     /// arrived meanwhile (or the failure was an error). Pods deleted
     /// meanwhile are dropped.
-    pub fn requeue_failed(&self, mut qp: QueuedPodInfo, cycle: u64, unschedulable: bool) -> Placed {
+    pub fn requeue_failed(
+        &self,
+        mut qp: QueuedPodInfo,
+        _cycle: u64,
+        unschedulable: bool,
+    ) -> Placed {
         let mut inner = self.inner.lock().expect("queue");
         let uid = qp.pod.uid.clone();
-        let Some(latest) = inner.in_flight.remove(&uid) else {
+        let since = inner.in_flight_since.get(&uid).copied().unwrap_or(0);
+        let missed = {
+            let start = since
+                .saturating_sub(inner.events_base)
+                .min(inner.events.len());
+            let fw = self.framework(&qp.pod);
+            inner.events[start..].iter().any(|(e, from)| {
+                fw.is_some_and(|fw| fw.event_may_help(&qp.unschedulable_plugins, e))
+                    && !self.nominated_elsewhere(&uid, from.as_deref())
+            })
+        };
+        let Some(latest) = inner.leave_flight(&uid) else {
             return Placed::Nowhere;
         };
         qp.pod = latest.pod;
         qp.timestamp = Instant::now();
-        if !unschedulable || inner.move_request_cycle >= cycle {
+        if !unschedulable || missed {
             inner.backoff.push(qp);
             Placed::Backoff
         } else {
@@ -414,9 +452,34 @@ impl SchedulingQueue {
     /// Moves the unschedulable pods that `event` may help to the active
     /// queue (or backoff, while they still back off).
     pub fn move_all(&self, event: &ClusterEvent) -> usize {
+        self.move_matching(event, None)
+    }
+
+    /// Like [`SchedulingQueue::move_all`] for a bound pod deleted from
+    /// `node`: a pod nominated to another node by preemption stays put (a
+    /// queueing hint: it waits for its own victims, and retrying it on every
+    /// other deletion would only double its backoff).
+    pub fn move_all_after_delete(&self, event: &ClusterEvent, node: &str) -> usize {
+        self.move_matching(event, Some(node))
+    }
+
+    /// Whether `uid` is nominated to a node other than `from` (the node a
+    /// deleted pod was on).
+    fn nominated_elsewhere(&self, uid: &str, from: Option<&str>) -> bool {
+        from.is_some_and(|node| {
+            self.nominator
+                .node_of(uid)
+                .is_some_and(|nominated| nominated != node)
+        })
+    }
+
+    fn move_matching(&self, event: &ClusterEvent, deleted_from: Option<&str>) -> usize {
         let mut inner = self.inner.lock().expect("queue");
-        inner.move_request_cycle = inner.scheduling_cycle;
+        if !inner.in_flight.is_empty() {
+            inner.events.push((*event, deleted_from.map(str::to_owned)));
+        }
         let now = Instant::now();
+        let elsewhere = |uid: &str| self.nominated_elsewhere(uid, deleted_from);
         let uids: Vec<String> = inner
             .unschedulable
             .iter()
@@ -425,6 +488,7 @@ impl SchedulingQueue {
                 self.framework(&qp.pod)
                     .is_some_and(|fw| fw.event_may_help(&qp.unschedulable_plugins, event))
             })
+            .filter(|(uid, _)| !elsewhere(uid))
             .map(|(k, _)| k.clone())
             .collect();
         for uid in &uids {
@@ -634,7 +698,10 @@ mod tests {
         let mut fw = Framework::empty("default-scheduler", handle);
         fw.events.insert(
             "NodeResourcesFit",
-            vec![ClusterEvent::new(Resource::Node, action::ADD, "NodeAdd")],
+            vec![
+                ClusterEvent::new(Resource::Node, action::ADD, "NodeAdd"),
+                ClusterEvent::new(Resource::Pod, action::DELETE, "AssignedPodDelete"),
+            ],
         );
         SchedulingQueue::new(
             Arc::new(PrioritySort),
@@ -686,6 +753,23 @@ mod tests {
         let (qp, cycle) = q.pop().unwrap();
         q.move_all(&ClusterEvent::new(Resource::Node, action::ADD, "NodeAdd"));
         assert_eq!(q.requeue_failed(qp, cycle, true), Placed::Backoff);
+    }
+
+    #[test]
+    fn a_nominated_pod_waits_for_deletions_on_its_own_node() {
+        let q = queue();
+        let p = pod("p", 0);
+        q.add(p.clone());
+        let (mut qp, cycle) = q.pop().unwrap();
+        qp.unschedulable_plugins = HashSet::from(["NodeResourcesFit"]);
+        let delete = ClusterEvent::new(Resource::Pod, action::DELETE, "AssignedPodDelete");
+        q.nominator.add(&p, Some("n1"));
+        // A deletion elsewhere while it was in flight does not count...
+        q.move_all_after_delete(&delete, "n2");
+        assert_eq!(q.requeue_failed(qp, cycle, true), Placed::Unschedulable);
+        assert_eq!(q.move_all_after_delete(&delete, "n2"), 0);
+        // ...one on its nominated node does.
+        assert_eq!(q.move_all_after_delete(&delete, "n1"), 1);
     }
 
     #[test]

@@ -102,14 +102,7 @@ pub struct Scheduler {
     pub failed: AtomicU64,
     /// Binding cycles in flight.
     pub binding: AtomicUsize,
-    /// Bounds the binding cycles writing to the API server at once: each
-    /// holds a connection, and thousands of them would cost more than they
-    /// gain (as client-go's QPS limit bounds upstream's).
-    pub bind_slots: Arc<tokio::sync::Semaphore>,
 }
-
-/// Binding cycles that may talk to the API server at once.
-pub const BIND_CONCURRENCY: usize = 64;
 
 impl Scheduler {
     fn profile(&self, pod: &Pod) -> Option<&Arc<Framework>> {
@@ -244,11 +237,12 @@ impl Scheduler {
         if wait {
             s = fw.wait_on_permit(&pod, timeout).await;
         }
-        let _slot = self.bind_slots.clone().acquire_owned().await;
         if s.is_success() {
             s = fw.run_pre_bind(&state, &pod, &node).await;
         }
         if s.is_success() {
+            // PreBind may wait long (volumes); only the write holds a slot.
+            let _slot = fw.handle.api_slots.clone().acquire_owned().await;
             s = fw.run_bind(&state, &pod, &node).await;
         }
         if s.is_success() {
@@ -361,8 +355,10 @@ impl Scheduler {
         }
         let patch = json!({ "status": status });
         let client = fw.handle.client.clone();
+        let slots = fw.handle.api_slots.clone();
         let (ns, name) = (pod.namespace.clone(), pod.name.clone());
         self.runtime.spawn(async move {
+            let _slot = slots.acquire_owned().await;
             if let Err(e) = client.patch_pod_status(&ns, &name, &patch).await {
                 warn!(pod = %format!("{ns}/{name}"), error = %e, "updating the pod's PodScheduled condition");
             }

@@ -382,6 +382,7 @@ async fn prepare(handle: Arc<Handle>, profile: String, pod: Arc<PodInfo>, c: Can
     let evictions = c.victims.iter().map(|v| {
         let (pod, c, profile, handle) = (&pod, &c, &profile, &handle);
         async move {
+            let _slot = handle.api_slots.clone().acquire_owned().await;
             info!(preemptor = %pod.key(), victim = %v.key(), node = %c.node, "preempting");
             let condition = json!({"status": {"conditions": [{
                 "type": "DisruptionTarget",
@@ -443,6 +444,7 @@ mod tests {
             nominator: Default::default(),
             parallelism: 1,
             recorder: None,
+            api_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         });
         let mut fw = Framework::empty("default-scheduler", handle.clone());
         let fit: Arc<dyn Plugin> = Arc::new(
