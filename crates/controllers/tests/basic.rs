@@ -2,8 +2,6 @@
 //! embedded store. No kubelet runs: pods without a node are deleted at once
 //! by the API server, pods bound to a node wait for their grace period.
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -11,70 +9,25 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, NamespaceCondition, Pod, Secret, ServiceAccount,
 };
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::LeaderElection;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// An API server on a free port, an admin client, and the CA file the
-/// controller manager publishes.
-struct Cluster {
-    server: Option<skiff_apiserver::Running>,
-    kube: kube::Config,
-    client: Client,
-    ca_pem: String,
-    ca_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-impl Cluster {
-    async fn start() -> Cluster {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let dir = tempfile::tempdir().unwrap();
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().join("apiserver"),
-            secure_port: 0,
-            bind_address: "127.0.0.1".parse().unwrap(),
-            ..Default::default()
-        })
-        .await
-        .expect("the API server starts");
-        let kubeconfig = Kubeconfig::read_from(&server.admin_kubeconfig).unwrap();
-        let kube = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let ca_file = dir.path().join("ca.crt");
-        std::fs::write(&ca_file, &server.ca_pem).unwrap();
-        Cluster {
-            client: Client::try_from(kube.clone()).unwrap(),
-            kube,
-            ca_pem: server.ca_pem.clone(),
-            ca_file,
-            server: Some(server),
-            _dir: dir,
-        }
-    }
+use common::{Cluster, Manager, eventually};
 
-    /// A controller manager's configuration: every controller, no /healthz.
-    fn config(&self, leader_election: Option<LeaderElection>) -> skiff_controllers::Config {
-        skiff_controllers::Config {
-            leader_election,
-            root_ca_file: Some(self.ca_file.clone()),
-            serving: None,
-            ..skiff_controllers::Config::new(self.kube.clone())
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop().await;
-        }
+/// A controller manager's configuration: every controller, no /healthz.
+fn every_controller(
+    c: &Cluster,
+    leader_election: Option<LeaderElection>,
+) -> skiff_controllers::Config {
+    skiff_controllers::Config {
+        leader_election,
+        root_ca_file: Some(c.ca_file.clone()),
+        serving: None,
+        ..skiff_controllers::Config::new(c.kube.clone())
     }
 }
 
@@ -86,55 +39,6 @@ fn fast_election(identity: &str) -> LeaderElection {
         retry_period: Duration::from_millis(500),
         identity: identity.into(),
         ..LeaderElection::default()
-    }
-}
-
-/// A controller manager running in this process.
-struct Manager {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), skiff_controllers::Error>>,
-}
-
-impl Manager {
-    fn start(config: skiff_controllers::Config) -> Manager {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(skiff_controllers::run(config, async {
-            let _ = stopped.await;
-        }));
-        Manager {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// A clean shutdown: the controllers stop and the Lease is released.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        (&mut self.task)
-            .await
-            .unwrap()
-            .expect("the controller manager stops cleanly");
-    }
-
-    /// Like a crash: nothing is released.
-    fn kill(self) {
-        self.task.abort();
-    }
-}
-
-/// Polls `probe` until it answers `Some`, failing after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -173,7 +77,7 @@ const SOON: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_namespace_gets_the_root_ca_configmap_and_the_default_service_account() {
     let c = Cluster::start().await;
-    let manager = Manager::start(c.config(None));
+    let manager = Manager::start(every_controller(&c, None));
 
     // Namespaces that existed before the controller manager started...
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -263,7 +167,7 @@ async fn namespace_gone(client: &Client, name: &str) -> Option<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     let c = Cluster::start().await;
-    let manager = Manager::start(c.config(None));
+    let manager = Manager::start(every_controller(&c, None));
     create_namespace(&c.client, "doomed").await;
     // Pods are admitted once the namespace's service account exists.
     eventually("the default service account", SOON, || {
@@ -385,7 +289,7 @@ fn condition<'a>(ns: &'a Namespace, kind: &str) -> Option<&'a NamespaceCondition
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_namespace_waits_for_its_pods_and_says_what_remains() {
     let c = Cluster::start().await;
-    let manager = Manager::start(c.config(None));
+    let manager = Manager::start(every_controller(&c, None));
     create_namespace(&c.client, "slow").await;
     delete_with_a_terminating_pod(&c.client, "slow").await;
     eventually("the namespace gone", SOON, || {
@@ -399,7 +303,7 @@ async fn a_terminating_namespace_waits_for_its_pods_and_says_what_remains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_is_finalized_once_its_pods_are_gone_and_then_awaits_its_other_finalizers() {
     let c = Cluster::start().await;
-    let manager = Manager::start(c.config(None));
+    let manager = Manager::start(every_controller(&c, None));
     let namespaces: Api<Namespace> = Api::all(c.client.clone());
     let held = serde_json::from_value(
         json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
@@ -469,11 +373,17 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     let mut replicas = [
         (
             "a",
-            Some(Manager::start(c.config(Some(fast_election("a"))))),
+            Some(Manager::start(every_controller(
+                &c,
+                Some(fast_election("a")),
+            ))),
         ),
         (
             "b",
-            Some(Manager::start(c.config(Some(fast_election("b"))))),
+            Some(Manager::start(every_controller(
+                &c,
+                Some(fast_election("b")),
+            ))),
         ),
     ];
     let leader = eventually("a leader", SOON, || lease_holder(&c.client)).await;
@@ -517,7 +427,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     .await;
 
     // A clean shutdown releases the Lease: a new candidate need not wait.
-    let third = Manager::start(c.config(Some(fast_election("c"))));
+    let third = Manager::start(every_controller(&c, Some(fast_election("c"))));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, manager) = replicas.iter_mut().find(|(id, _)| *id == follower).unwrap();
     let stopped = Instant::now();

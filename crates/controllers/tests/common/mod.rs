@@ -27,7 +27,9 @@ pub struct Cluster {
     pub kube: kube::Config,
     pub client: Client,
     pub kubeconfig: std::path::PathBuf,
-    ca_file: std::path::PathBuf,
+    /// The cluster CA, as the root CA publisher must publish it.
+    pub ca_pem: String,
+    pub ca_file: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -56,6 +58,7 @@ impl Cluster {
             client: Client::try_from(kube.clone()).unwrap(),
             kube,
             kubeconfig: server.admin_kubeconfig.clone(),
+            ca_pem: server.ca_pem.clone(),
             ca_file,
             server: Some(server),
             _dir: dir,
