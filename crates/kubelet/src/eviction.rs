@@ -136,7 +136,10 @@ pub fn rank(pods: &mut [(Arc<Pod>, f64)], resource: &str) {
     });
 }
 
-fn observe(kubelet: &Kubelet) -> Observations {
+/// The node's memory and root-filesystem capacity and availability: the
+/// host's, or for hollow nodes a fixed machine, half used. Node status reports
+/// the same figures.
+pub fn observe(kubelet: &Kubelet) -> Observations {
     let mut observed = Observations::new();
     if kubelet.config.manage_host {
         let (total, available) = crate::sys::memory_bytes();
@@ -145,7 +148,6 @@ fn observe(kubelet: &Kubelet) -> Observations {
             observed.insert(Signal::NodeFsAvailable, (total as f64, available as f64));
         }
     } else {
-        // Hollow nodes: the fixed machine node.rs reports, half used.
         observed.insert(
             Signal::MemoryAvailable,
             ((16u64 << 30) as f64, (8u64 << 30) as f64),

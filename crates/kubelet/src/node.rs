@@ -2,6 +2,7 @@
 //! (conditions, capacity, addresses, images, nodeInfo), and the node's Lease
 //! in `kube-node-lease`, renewed every 10 s as upstream's heartbeat.
 
+use crate::eviction::Signal;
 use crate::{Kubelet, sys};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
@@ -144,28 +145,26 @@ async fn update_status(kubelet: &Kubelet, first: bool) -> anyhow::Result<()> {
     let find = |kind: &str| old_conditions.iter().find(|c| c.type_ == kind);
     let now = jiff::Timestamp::now();
 
-    let (cpu, memory, storage) = if config.manage_host {
-        let (mem_total, _) = sys::memory_bytes();
-        let (disk_total, _) = sys::filesystem_bytes(&config.root_dir).unwrap_or((0, 0));
-        (sys::cpus() as u64, mem_total, disk_total)
-    } else {
-        // Hollow nodes report a fixed, modest machine.
-        (4, 16 << 30, 100 << 30)
+    // Capacity and pressure from the same observation the eviction manager
+    // acts on: a condition is true while one of its thresholds is crossed.
+    let observed = crate::eviction::observe(kubelet);
+    let total = |signal| {
+        observed
+            .get(&signal)
+            .map(|(capacity, _)| *capacity as u64)
+            .unwrap_or(0)
     };
-    let (_, disk_free) = if config.manage_host {
-        sys::filesystem_bytes(&config.root_dir).unwrap_or((1, 1))
+    let memory = total(Signal::MemoryAvailable);
+    let storage = total(Signal::NodeFsAvailable);
+    let cpu = if config.manage_host {
+        sys::cpus() as u64
     } else {
-        (1, 1)
+        4
     };
-    let (_, mem_free) = if config.manage_host {
-        sys::memory_bytes()
-    } else {
-        (1, 1)
-    };
-    // Upstream's default hard eviction thresholds: memory.available<100Mi,
-    // nodefs.available<10%.
-    let memory_pressure = config.manage_host && mem_free < 100 << 20;
-    let disk_pressure = config.manage_host && storage > 0 && disk_free * 10 < storage;
+    let crossed = crate::eviction::crossed(&config.eviction_hard, &observed);
+    let pressure = |signal| crossed.iter().any(|(t, _, _)| t.signal == signal);
+    let memory_pressure = pressure(Signal::MemoryAvailable);
+    let disk_pressure = pressure(Signal::NodeFsAvailable);
 
     let runtime_ok = match kubelet.runtime.status().await {
         Ok(s) => s
