@@ -15,6 +15,7 @@
 pub use k8s_openapi as k8s;
 
 pub mod defaults;
+pub mod duration;
 pub mod protobuf;
 pub mod quantity;
 pub mod registry;

@@ -1,5 +1,6 @@
 //! The `batch` group: Job and CronJob, and the cron schedule syntax.
 
+use crate::duration::parse_go_duration;
 use std::time::Duration;
 
 use super::meta::{
@@ -364,54 +365,6 @@ fn cron_int(expr: &str) -> Result<u32, String> {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
     }
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// Go's `time.ParseDuration` (without a sign): `1h30m`, `90s`, `1.5h`.
-fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let quoted = super::go_quote(s);
-    let invalid = || format!("time: invalid duration {quoted}");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        if number_len == 0 {
-            return Err(invalid());
-        }
-        let value: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map_or(rest.len(), |(i, _)| i);
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("time: missing unit in duration {quoted}")),
-            other => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {quoted}",
-                    super::go_quote(other)
-                ));
-            }
-        };
-        total += value * scale;
-    }
-    Ok(Duration::from_secs_f64(total))
 }
 
 /// Upstream's `validateGeneratedSelector`: when the API server generated the selector,

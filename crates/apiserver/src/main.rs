@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser};
+use skiff_api_types::duration::parse_flag_duration as parse_duration;
 
 /// The Skiff API server: the Kubernetes REST API over HTTPS.
 #[derive(Parser)]
@@ -94,37 +95,6 @@ struct Options {
     /// How long connecting to a kubelet may take.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     kubelet_timeout: std::time::Duration,
-}
-
-/// A Go duration such as `1h30m`, `90s` or `24h`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            unit => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[tokio::main]

@@ -155,36 +155,7 @@ impl KubeletConfiguration {
 
 /// Parses a Go duration as the configuration file writes them (`10s`, `1m30s`, `500ms`).
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        anyhow::bail!("empty duration");
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid duration {text:?}"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => anyhow::bail!("invalid duration {text:?}: unknown unit {unit:?}"),
-        };
-        total += Duration::from_secs_f64(number * seconds);
-        rest = tail;
-    }
-    Ok(total)
+    skiff_api_types::duration::parse_flag_duration(text).map_err(anyhow::Error::msg)
 }
 
 /// Parses `--register-with-taints` entries: `key=value:Effect` or `key:Effect`.

@@ -96,40 +96,7 @@ pub fn default_identity() -> String {
 }
 
 /// Parses a Go duration (`15s`, `1m30s`, `500ms`, `2h`).
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (e.g. 15s)"))?;
-        let value: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("{s:?}: bad number"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            u => return Err(format!("{s:?}: unknown unit {u:?}")),
-        };
-        total += Duration::from_secs_f64(value * secs);
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
-}
+pub use skiff_api_types::duration::parse_flag_duration as parse_go_duration;
 
 /// One candidate for the Lease.
 pub struct Elector {
