@@ -43,11 +43,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 }
 
 fn is_zero(quantity: &str) -> bool {
-    quantity
-        .trim_start_matches(['0', '.'])
-        .chars()
-        .next()
-        .is_none_or(|c| !c.is_ascii_digit())
+    skiff_api_types::quantity::Quantity::parse(quantity).is_ok_and(|q| q.is_zero())
 }
 
 /// The pod's cgroup parent path, as CRI's `cgroup_parent` takes it.

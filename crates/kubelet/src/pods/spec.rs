@@ -325,33 +325,11 @@ pub fn resource_field(
         .to_string())
 }
 
-/// A resource quantity as a number (`100m` → 0.1, `1Gi` → 1073741824).
+/// A resource quantity as a number (`100m` → 0.1, `1Gi` → 1073741824),
+/// parsed exactly by the shared `resource.Quantity`.
 pub fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(number * scale)
+    let q = skiff_api_types::quantity::Quantity::parse(text.trim()).ok()?;
+    Some(q.nano_value() as f64 / 1e9)
 }
 
 /// Expands `$(NAME)` references from `env`; `$$` escapes, unknown names stay.
