@@ -20,9 +20,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod framework;
-pub mod health;
 pub mod informers;
-pub mod leader;
 pub mod listers;
 pub mod metrics;
 pub mod nodeinfo;
@@ -44,8 +42,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{ConfigError, KubeSchedulerConfiguration};
-pub use health::{ServeError, Serving};
-pub use leader::{LeaderConfigError, LeaderElection, parse_go_duration};
+pub use skiff_api_types::duration::parse_flag_duration as parse_go_duration;
+pub use skiff_component::{
+    LeaderElection, LeaderElectionConfigError as LeaderConfigError, ServeError, Serving,
+};
 
 use crate::cache::Cache;
 use crate::client::{ClusterClient, KubeClient};
@@ -73,8 +73,8 @@ impl Config {
         Config {
             kube,
             scheduler: KubeSchedulerConfiguration::default(),
-            leader_election: Some(LeaderElection::default()),
-            serving: Some(Serving::default()),
+            leader_election: Some(LeaderElection::for_lease("kube-scheduler")),
+            serving: Some(Serving::on_port(10259)),
         }
     }
 }
@@ -165,7 +165,7 @@ async fn start_with_client(
         .parallelism
         .map(|p| p.max(1) as usize)
         .unwrap_or_else(parallel::default_threads);
-    let host = leader::default_identity()
+    let host = skiff_component::leader::default_identity()
         .split('_')
         .next()
         .unwrap_or("localhost")
@@ -262,7 +262,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let client = Client::try_from(config.kube.clone()).map_err(Error::Client)?;
     let _health = match &config.serving {
-        Some(s) if s.secure_port != 0 => Some(health::start(s).await?),
+        Some(s) if s.secure_port != 0 => {
+            Some(skiff_component::serving::start(s, Some(|| metrics::get().encode())).await?)
+        }
         _ => None,
     };
     tokio::pin!(shutdown);
@@ -272,7 +274,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         running.shutdown().await;
         return Ok(());
     };
-    let mut elector = leader::Elector::new(client.clone(), le);
+    let mut elector = skiff_component::Elector::new(client.clone(), le);
     tokio::select! {
         () = elector.acquire() => {}
         () = &mut shutdown => return Ok(()),

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use skiff_scheduler::{KubeSchedulerConfiguration, LeaderElection, Serving, parse_go_duration};
 
 /// The Skiff scheduler: places pods on nodes.
@@ -51,27 +50,6 @@ struct Options {
     tls_private_key_file: Option<PathBuf>,
 }
 
-async fn kube_config(path: Option<PathBuf>, master: Option<&str>) -> anyhow::Result<kube::Config> {
-    let mut config = match path {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(&path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer().await.context(
-            "no --kubeconfig, and none found in $KUBECONFIG, ~/.kube/config or the pod's service account",
-        )?,
-    };
-    if let Some(master) = master {
-        config.cluster_url = master
-            .parse()
-            .with_context(|| format!("--master {master:?}"))?;
-    }
-    Ok(config)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = Options::parse();
@@ -110,10 +88,14 @@ async fn main() -> anyhow::Result<()> {
             .resource_namespace
             .clone()
             .unwrap_or(o.leader_elect_resource_namespace.clone()),
-        ..LeaderElection::default()
+        ..LeaderElection::for_lease("kube-scheduler")
     };
     let config = skiff_scheduler::Config {
-        kube: kube_config(o.kubeconfig.clone().or(from_file), o.master.as_deref()).await?,
+        kube: skiff_component::client_config(
+            o.kubeconfig.clone().or(from_file).as_deref(),
+            o.master.as_deref(),
+        )
+        .await?,
         leader_election: le_file
             .leader_elect
             .unwrap_or(o.leader_elect)
@@ -126,14 +108,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         scheduler: file,
     };
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    };
+    let shutdown = skiff_component::shutdown_signal()?;
     match skiff_scheduler::run(config, shutdown).await {
         Err(skiff_scheduler::Error::LeaderElectionLost) => {
             tracing::error!("leaderelection lost");

@@ -498,7 +498,7 @@ async fn run_takes_the_kube_scheduler_lease_and_releases_it_on_shutdown() {
             lease_duration: Duration::from_secs(4),
             renew_deadline: Duration::from_secs(3),
             retry_period: Duration::from_millis(500),
-            ..Default::default()
+            ..skiff_scheduler::LeaderElection::for_lease("kube-scheduler")
         }),
         serving: None,
         ..skiff_scheduler::Config::new(c.kube.clone())

@@ -1,6 +1,7 @@
-//! `/healthz`, `/livez`, `/readyz` and `/metrics` over HTTPS on
-//! `--secure-port` (10259), as kube-scheduler serves them (here readable
-//! without credentials), with a self-signed certificate for localhost unless
+//! `/healthz`, `/livez`, `/readyz` and `/metrics` over HTTPS on a
+//! component's `--secure-port` (kube-controller-manager 10257,
+//! kube-scheduler 10259), as those serve them (here readable without
+//! credentials), with a self-signed certificate for localhost unless
 //! `--tls-cert-file` names one.
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 /// Where `/healthz` is served.
 #[derive(Clone, Debug)]
 pub struct Serving {
-    /// `--secure-port` (10259; 0 serves nothing).
+    /// `--secure-port` (0 serves nothing).
     pub secure_port: u16,
     /// `--bind-address`.
     pub bind_address: std::net::IpAddr,
@@ -31,16 +32,20 @@ pub struct Serving {
     pub tls_private_key_file: Option<PathBuf>,
 }
 
-impl Default for Serving {
-    fn default() -> Self {
+impl Serving {
+    /// All addresses on `port`, with a self-signed certificate.
+    pub fn on_port(port: u16) -> Self {
         Serving {
-            secure_port: 10259,
+            secure_port: port,
             bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             tls_cert_file: None,
             tls_private_key_file: None,
         }
     }
 }
+
+/// The metrics text `/metrics` answers with (the OpenMetrics exposition).
+pub type Metrics = fn() -> String;
 
 /// Why `/healthz` could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +91,12 @@ fn read(path: &PathBuf) -> Result<String, ServeError> {
     })
 }
 
-/// Binds and serves until dropped.
-pub async fn start(serving: &Serving) -> Result<HealthServer, ServeError> {
+/// Binds and serves until dropped; `/metrics` answers what `metrics`
+/// renders (404 without it).
+pub async fn start(
+    serving: &Serving,
+    metrics: Option<Metrics>,
+) -> Result<HealthServer, ServeError> {
     let (cert, key) = match (&serving.tls_cert_file, &serving.tls_private_key_file) {
         (Some(c), Some(k)) => (read(c)?, read(k)?),
         (None, None) => {
@@ -133,8 +142,9 @@ pub async fn start(serving: &Serving) -> Result<HealthServer, ServeError> {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                let service = service_fn(move |req| answer(req, metrics));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service_fn(answer))
+                    .serve_connection(TokioIo::new(tls), service)
                     .await;
             });
         }
@@ -142,18 +152,22 @@ pub async fn start(serving: &Serving) -> Result<HealthServer, ServeError> {
     Ok(HealthServer { addr, task })
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    metrics: Option<Metrics>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (code, body) = match req.uri().path() {
         "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {
             (StatusCode::OK, "ok")
         }
-        "/metrics" => {
+        "/metrics" if metrics.is_some() => {
+            let text = metrics.map(|m| m()).unwrap_or_default();
             return Ok(Response::builder()
                 .header(
                     "content-type",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
-                .body(Full::new(Bytes::from(crate::metrics::get().encode())))
+                .body(Full::new(Bytes::from(text)))
                 .expect("a response"));
         }
         _ => (StatusCode::NOT_FOUND, "404 page not found\n"),
@@ -170,23 +184,14 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn healthz_answers_ok_over_tls() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert, c.cert.pem()).unwrap();
-        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
-        let server = start(&Serving {
-            secure_port: 0,
-            bind_address: "127.0.0.1".parse().unwrap(),
-            tls_cert_file: Some(cert),
-            tls_private_key_file: Some(key),
-        })
-        .await
-        .unwrap();
+    fn metrics() -> String {
+        "# TYPE up gauge\nup 1\n# EOF\n".into()
+    }
+
+    /// GETs `path` over TLS, trusting `ca`; the whole reply.
+    async fn get(addr: SocketAddr, ca: &CertificateDer<'static>, path: &str) -> String {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(c.cert.der().clone()).unwrap();
+        roots.add(ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -194,15 +199,41 @@ mod tests {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
         let mut reply = String::new();
         tls.read_to_string(&mut reply).await.unwrap();
+        reply
+    }
+
+    #[tokio::test]
+    async fn healthz_and_metrics_answer_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        let serving = Serving {
+            secure_port: 0,
+            bind_address: "127.0.0.1".parse().unwrap(),
+            tls_cert_file: Some(cert),
+            tls_private_key_file: Some(key),
+        };
+        let server = start(&serving, Some(metrics)).await.unwrap();
+        let reply = get(server.addr, c.cert.der(), "/healthz").await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(reply.ends_with("ok"), "{reply}");
+        let reply = get(server.addr, c.cert.der(), "/metrics").await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("application/openmetrics-text"), "{reply}");
+        assert!(reply.ends_with("up 1\n# EOF\n"), "{reply}");
+
+        let without = start(&serving, None).await.unwrap();
+        let reply = get(without.addr, c.cert.der(), "/metrics").await;
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
     }
 }
