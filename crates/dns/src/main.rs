@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Skiff cluster DNS: the Kubernetes DNS-based service discovery records
 /// for the cluster domain; other names go to the upstream resolvers.
@@ -42,27 +41,6 @@ struct Options {
     ttl: u32,
 }
 
-async fn kube_config(o: &Options) -> anyhow::Result<kube::Config> {
-    let mut config = match &o.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig, and none found in $KUBECONFIG, ~/.kube/config or the pod's service account")?,
-    };
-    if let Some(master) = &o.master {
-        config.cluster_url = master
-            .parse()
-            .with_context(|| format!("--master {master:?}"))?;
-    }
-    Ok(config)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = Options::parse();
@@ -79,16 +57,11 @@ async fn main() -> anyhow::Result<()> {
         metrics_address: Some(o.metrics_address),
         resolv_conf: o.resolv_conf.clone(),
         ttl: o.ttl,
-        ..skiff_dns::Config::new(kube_config(&o).await?)
+        ..skiff_dns::Config::new(
+            skiff_component::client_config(o.kubeconfig.as_deref(), o.master.as_deref()).await?,
+        )
     };
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    };
+    let shutdown = skiff_component::shutdown_signal()?;
     skiff_dns::run(config, shutdown)
         .await
         .context("skiff-dns failed")
