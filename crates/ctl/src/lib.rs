@@ -1,5 +1,22 @@
 //! skiffctl: the Skiff command-line client.
 //!
-//! Not built yet: this crate holds the place its issue will fill. Its binary,
-//! `skiffctl`, only answers `--help` for now.
+//! The client verbs (`get`, `apply`, `logs`, ...) speak to any API server
+//! as kubectl does, through kube's client; each lives in `commands/`.
+//! `up`/`down`/`status`/`join` come from `skiff-cluster`.
 #![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod config;
+pub mod discovery;
+pub mod jsonpath;
+pub mod manifest;
+pub mod output;
+pub mod rest;
+
+pub use commands::Verb;
+pub use config::GlobalArgs;
+
+/// Runs a client verb; `cli` builds the whole command line (for `completion`).
+pub async fn run(verb: Verb, outer: &GlobalArgs, cli: fn() -> clap::Command) -> anyhow::Result<()> {
+    commands::run(verb, outer, cli).await
+}
