@@ -890,9 +890,9 @@ async fn node(ctx: &Ctx, out: &mut Out, n: &Value) -> Result<()> {
                         .into_iter()
                         .flatten()
                         .filter_map(|c| {
-                            c["resources"][kind][res]
-                                .as_str()
-                                .and_then(super::top::quantity)
+                            let q = c["resources"][kind][res].as_str()?;
+                            let q = skiff_api_types::quantity::Quantity::parse(q).ok()?;
+                            Some(q.nano_value() as f64 / 1e9)
                         })
                         .sum();
                     if total == 0.0 {

@@ -1,12 +1,16 @@
-//! `skiffctl top nodes|pods`, from each kubelet's `/stats/summary` through
-//! the API server's node proxy (there is no metrics API).
+//! `skiffctl top nodes|pods`, as `kubectl top`: usage from the resource
+//! metrics API (`metrics.k8s.io/v1beta1`, which the API server serves from
+//! the kubelets' summaries), beside the nodes' allocatable resources.
 
 use anyhow::{Result, bail};
 use serde_json::Value;
+use skiff_api_types::quantity::Quantity;
 
 use crate::config::{Ctx, GlobalArgs};
 use crate::output;
 use crate::rest;
+
+const METRICS: &str = "/apis/metrics.k8s.io/v1beta1";
 
 /// Display resource (CPU/memory) usage.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,39 +35,10 @@ pub struct Args {
     pub global: GlobalArgs,
 }
 
-/// A Kubernetes quantity as a number (`100m` → 0.1, `1Gi` → 2^30).
-pub fn quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    // Sub-unit suffixes divide, so 1900m is exactly 1.9.
-    match suffix {
-        "n" => return Some(n / 1e9),
-        "u" => return Some(n / 1e6),
-        "m" => return Some(n / 1e3),
-        _ => {}
-    }
-    let factor = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * factor)
+/// A quantity field in nano-units (CPU in nanocores) and in units (bytes).
+fn nanos_and_units(v: &Value) -> Option<(f64, f64)> {
+    let q = Quantity::parse(v.as_str()?).ok()?;
+    Some((q.nano_value() as f64, q.value() as f64))
 }
 
 /// CPU as kubectl top prints it: millicores.
@@ -76,23 +51,12 @@ pub fn memory_text(bytes: f64) -> String {
     format!("{}Mi", (bytes / 1024.0 / 1024.0).round() as i64)
 }
 
-async fn summary(ctx: &Ctx, node: &str) -> Result<Value> {
-    Ok(rest::get(
-        &ctx.client,
-        &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
-    )
-    .await?)
-}
-
-async fn nodes(ctx: &Ctx, args: &Args) -> Result<Vec<Value>> {
-    if let Some(n) = &args.name {
-        return Ok(vec![
-            rest::get(&ctx.client, &format!("/api/v1/nodes/{n}")).await?,
-        ]);
+/// The items of a list, or the one object a named GET answered.
+fn items(v: Value) -> Vec<Value> {
+    match v.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => vec![v],
     }
-    let q = rest::query(&[("labelSelector", args.selector.clone().unwrap_or_default())]);
-    let list = rest::get(&ctx.client, &format!("/api/v1/nodes{q}")).await?;
-    Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -105,53 +69,46 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 async fn top_nodes(ctx: &Ctx, args: &Args) -> Result<()> {
+    let q = rest::query(&[("labelSelector", args.selector.clone().unwrap_or_default())]);
+    let (metrics_uri, nodes_uri) = match &args.name {
+        Some(n) => (format!("{METRICS}/nodes/{n}"), format!("/api/v1/nodes/{n}")),
+        None => (format!("{METRICS}/nodes{q}"), format!("/api/v1/nodes{q}")),
+    };
+    let metrics = items(rest::get(&ctx.client, &metrics_uri).await?);
+    if metrics.is_empty() {
+        bail!("metrics not available yet");
+    }
+    let nodes = items(rest::get(&ctx.client, &nodes_uri).await?);
     let headers: Vec<String> = ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
         .iter()
         .map(|s| s.to_string())
         .collect();
+    let pct = |used: f64, total: Option<f64>| match total {
+        Some(t) if t > 0.0 => format!("{}%", (used / t * 100.0).round() as i64),
+        _ => "<unknown>".to_string(),
+    };
     let mut rows = Vec::new();
-    let mut measured = false;
-    for node in nodes(ctx, args).await? {
-        let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let alloc = &node["status"]["allocatable"];
-        match summary(ctx, &name).await {
-            Ok(s) => {
-                measured = true;
-                let cpu = s["node"]["cpu"]["usageNanoCores"].as_f64().unwrap_or(0.0);
-                let mem = s["node"]["memory"]["workingSetBytes"]
-                    .as_f64()
-                    .unwrap_or(0.0);
-                let pct = |used: f64, total: Option<f64>| match total {
-                    Some(t) if t > 0.0 => format!("{}%", (used / t * 100.0).round() as i64),
-                    _ => "<unknown>".to_string(),
-                };
-                let cpu_total = alloc["cpu"].as_str().and_then(quantity).map(|c| c * 1e9);
-                let mem_total = alloc["memory"].as_str().and_then(quantity);
-                rows.push(vec![
-                    name,
-                    cpu_text(cpu),
-                    pct(cpu, cpu_total),
-                    memory_text(mem),
-                    pct(mem, mem_total),
-                ]);
-            }
-            Err(e) => {
-                eprintln!(
-                    "{}",
-                    rest::error_text(&e.context(format!("reading the stats of node {name}")))
-                );
-                rows.push(vec![
-                    name,
-                    "<unknown>".into(),
-                    "<unknown>".into(),
-                    "<unknown>".into(),
-                    "<unknown>".into(),
-                ]);
-            }
-        }
-    }
-    if !measured {
-        bail!("metrics not available yet");
+    for m in &metrics {
+        let name = m["metadata"]["name"].as_str().unwrap_or("");
+        let allocatable = nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == name)
+            .map(|n| &n["status"]["allocatable"]);
+        let cpu = nanos_and_units(&m["usage"]["cpu"]).map_or(0.0, |c| c.0);
+        let memory = nanos_and_units(&m["usage"]["memory"]).map_or(0.0, |m| m.1);
+        let cpu_total = allocatable
+            .and_then(|a| nanos_and_units(&a["cpu"]))
+            .map(|c| c.0);
+        let memory_total = allocatable
+            .and_then(|a| nanos_and_units(&a["memory"]))
+            .map(|m| m.1);
+        rows.push(vec![
+            name.to_string(),
+            cpu_text(cpu),
+            pct(cpu, cpu_total),
+            memory_text(memory),
+            pct(memory, memory_total),
+        ]);
     }
     print!("{}", output::plain_table(&headers, &rows, args.no_headers));
     Ok(())
@@ -160,46 +117,23 @@ async fn top_nodes(ctx: &Ctx, args: &Args) -> Result<()> {
 async fn top_pods(ctx: &Ctx, args: &Args) -> Result<()> {
     let q = rest::query(&[("labelSelector", args.selector.clone().unwrap_or_default())]);
     let ns = (!args.all_namespaces).then_some(ctx.namespace.as_str());
-    let pod_uri = match ns {
-        Some(ns) => format!("/api/v1/namespaces/{ns}/pods{q}"),
-        None => format!("/api/v1/pods{q}"),
+    let uri = match (ns, &args.name) {
+        (Some(ns), Some(n)) => format!("{METRICS}/namespaces/{ns}/pods/{n}"),
+        (Some(ns), None) => format!("{METRICS}/namespaces/{ns}/pods{q}"),
+        (None, _) => format!("{METRICS}/pods{q}"),
     };
-    let pods = rest::get(&ctx.client, &pod_uri).await?;
-    let wanted: Vec<(String, String, String)> = pods["items"]
-        .as_array()
+    let metrics: Vec<Value> = items(rest::get(&ctx.client, &uri).await?)
         .into_iter()
-        .flatten()
-        .filter(|p| {
+        .filter(|m| {
             args.name
                 .as_ref()
-                .is_none_or(|n| p["metadata"]["name"] == n.as_str())
-        })
-        .map(|p| {
-            (
-                p["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
-            )
+                .is_none_or(|n| m["metadata"]["name"] == n.as_str())
         })
         .collect();
-    let mut node_names: Vec<&str> = wanted
-        .iter()
-        .map(|w| w.2.as_str())
-        .filter(|n| !n.is_empty())
-        .collect();
-    node_names.sort();
-    node_names.dedup();
-    let mut stats = Vec::new();
-    for n in node_names {
-        match summary(ctx, n).await {
-            Ok(s) => stats.extend(s["pods"].as_array().cloned().unwrap_or_default()),
-            Err(e) => eprintln!(
-                "{}",
-                rest::error_text(&e.context(format!("reading the stats of node {n}")))
-            ),
+    if metrics.is_empty() {
+        match ns {
+            Some(ns) if args.name.is_none() => bail!("No resources found in {ns} namespace."),
+            _ => bail!("metrics not available yet"),
         }
     }
     let mut headers = Vec::new();
@@ -213,52 +147,45 @@ async fn top_pods(ctx: &Ctx, args: &Args) -> Result<()> {
     headers.push("CPU(cores)".into());
     headers.push("MEMORY(bytes)".into());
     let mut rows = Vec::new();
-    for (ns, name, _) in &wanted {
-        let Some(s) = stats.iter().find(|s| {
-            s["podRef"]["namespace"] == ns.as_str() && s["podRef"]["name"] == name.as_str()
-        }) else {
-            continue;
-        };
+    for m in &metrics {
         let lead = |row: &mut Vec<String>| {
             if args.all_namespaces {
-                row.push(ns.clone());
+                row.push(
+                    m["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
-            row.push(name.clone());
+            row.push(m["metadata"]["name"].as_str().unwrap_or("").to_string());
+        };
+        let containers = m["containers"].as_array().cloned().unwrap_or_default();
+        let usage = |c: &Value| {
+            (
+                nanos_and_units(&c["usage"]["cpu"]).map_or(0.0, |c| c.0),
+                nanos_and_units(&c["usage"]["memory"]).map_or(0.0, |m| m.1),
+            )
         };
         if args.containers {
-            for c in s["containers"].as_array().into_iter().flatten() {
+            for c in &containers {
                 let mut row = Vec::new();
                 lead(&mut row);
                 row.push(c["name"].as_str().unwrap_or("").to_string());
-                row.push(cpu_text(c["cpu"]["usageNanoCores"].as_f64().unwrap_or(0.0)));
-                row.push(memory_text(
-                    c["memory"]["workingSetBytes"].as_f64().unwrap_or(0.0),
-                ));
+                let (cpu, memory) = usage(c);
+                row.push(cpu_text(cpu));
+                row.push(memory_text(memory));
                 rows.push(row);
             }
         } else {
-            let sum = |key: &str, field: &str| -> f64 {
-                match s[key][field].as_f64() {
-                    Some(v) => v,
-                    None => s["containers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|c| c[key][field].as_f64())
-                        .sum(),
-                }
-            };
+            let (cpu, memory) = containers
+                .iter()
+                .map(usage)
+                .fold((0.0, 0.0), |(a, b), (c, m)| (a + c, b + m));
             let mut row = Vec::new();
             lead(&mut row);
-            row.push(cpu_text(sum("cpu", "usageNanoCores")));
-            row.push(memory_text(sum("memory", "workingSetBytes")));
+            row.push(cpu_text(cpu));
+            row.push(memory_text(memory));
             rows.push(row);
-        }
-    }
-    if rows.is_empty() {
-        match ns {
-            Some(ns) if args.name.is_none() => bail!("No resources found in {ns} namespace."),
-            _ => bail!("metrics not available yet"),
         }
     }
     print!("{}", output::plain_table(&headers, &rows, args.no_headers));
@@ -268,16 +195,24 @@ async fn top_pods(ctx: &Ctx, args: &Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn quantities_and_usage_read_as_kubectl_top_prints_them() {
-        assert_eq!(quantity("1900m"), Some(1.9));
-        assert_eq!(quantity("2"), Some(2.0));
-        assert_eq!(quantity("8Gi"), Some(8.0 * 1024.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity("1k"), Some(1000.0));
-        assert_eq!(quantity("1e3"), Some(1000.0));
-        assert_eq!(quantity("x"), None);
+    fn usage_reads_as_kubectl_top_prints_it() {
+        assert_eq!(nanos_and_units(&json!("1900m")).unwrap().0, 1.9e9);
+        assert_eq!(
+            nanos_and_units(&json!("8Gi")).unwrap().1,
+            8.0 * 1024.0 * 1024.0 * 1024.0
+        );
+        assert_eq!(nanos_and_units(&json!("250000000n")).unwrap().0, 2.5e8);
+        assert!(nanos_and_units(&json!("x")).is_none());
         assert_eq!(cpu_text(250_000_000.0), "250m");
         assert_eq!(memory_text(512.0 * 1024.0 * 1024.0), "512Mi");
+    }
+
+    #[test]
+    fn a_list_or_one_object_gives_its_items() {
+        assert_eq!(items(json!({"items": [{"a": 1}, {"a": 2}]})).len(), 2);
+        assert_eq!(items(json!({"kind": "NodeMetrics"})).len(), 1);
     }
 }
