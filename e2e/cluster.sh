@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# `skiffctl up / status / down` end to end, with real kubectl: a single-node
+# cluster in a fresh data directory on ports, a bridge and CIDRs of its own
+# (so it never meets a cluster the user runs), a Deployment of the test
+# image, SIGKILL of every component in turn, `down` leaving nothing behind,
+# and `up` again bringing the objects back.
+#
+#   e2e/cluster.sh
+#
+# Needs root, containerd, runc, the CNI plugins, umoci and busybox-static
+# (scripts/install-prereqs.sh installs them all) and kubectl. Checks that need
+# skiff-proxy or skiff-dns run when those binaries are built and are
+# reported as skipped (by name) otherwise.
+# Prints one line per check and closes with "N passed, M failed, K skipped".
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+for tool in kubectl containerd runc ctr umoci curl iptables-save python3 busybox; do
+    command -v "$tool" >/dev/null || { echo "$tool is not installed: run scripts/install-prereqs.sh" >&2; exit 1; }
+done
+for plugin in bridge host-local portmap; do
+    [ -x "/usr/lib/cni/$plugin" ] || { echo "the CNI plugin $plugin is missing (apt-get install containernetworking-plugins)" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "run as root (containerd, CNI and iptables need it)" >&2; exit 1; }
+(cd "$root" && cargo build -q -p skiff-ctl -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet) ||
+    { echo "building failed" >&2; exit 1; }
+# The proxy and DNS server are optional: built when their packages build.
+(cd "$root" && cargo build -q -p skiff-proxy) 2>/dev/null || echo "note: skiff-proxy did not build"
+(cd "$root" && cargo build -q -p skiff-dns) 2>/dev/null || echo "note: skiff-dns did not build"
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+"$root/scripts/build-images.sh" "$root/.skiff/images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
+
+passed=0
+failed=0
+skipped=0
+# Short paths: containerd's socket paths must stay under 108 bytes.
+work=$(mktemp -d /tmp/skiff-cl.XXXX)
+# Below the ephemeral range (32768-60999): a client socket there could
+# hold a port a component is about to listen on.
+base=$((20000 + RANDOM % 12000))
+bridge=skcl$((RANDOM % 10000))
+cluster_cidr=10.248.0.0/16
+service_cidr=10.98.0.0/16
+dns_ip=10.98.0.10
+dns_port=$((base + 9))
+node=skiff-e2e-cluster
+skiffctl() { "$bin/skiffctl" "$@"; }
+up_flags=(--data-dir "$work" --images-dir "$root/.skiff/images" --node-name "$node"
+    --secure-port "$base" --controller-manager-port $((base + 1)) --scheduler-port $((base + 2))
+    --kubelet-port $((base + 3)) --proxy-healthz-port $((base + 4)) --proxy-metrics-port $((base + 5))
+    --dns-port "$dns_port" --dns-health-port $((base + 6)) --dns-ready-port $((base + 7))
+    --dns-metrics-port $((base + 8)) --cni-bridge "$bridge" --cluster-cidr "$cluster_cidr"
+    --service-cluster-ip-range "$service_cidr" --cluster-dns "$dns_ip"
+    --eviction-hard 'memory.available<100Mi,nodefs.available<1%' --timeout 180)
+
+# keep_logs: after a failure, the components' logs are worth keeping.
+keep_logs() {
+    if [ "$failed" -gt 0 ] && [ -d "$work/logs" ]; then
+        local keep
+        keep=$(mktemp -d /tmp/skiff-cl-logs.XXXX)
+        cp -r "$work/logs/." "$keep/" && echo "the components' logs are in $keep"
+    fi
+}
+cleanup() {
+    keep_logs
+    skiffctl down --purge --data-dir "$work" >/dev/null 2>&1 || {
+        echo "skiffctl down failed; $work is kept" >&2
+        return
+    }
+    rm -rf "$work"
+}
+[ -n "${SKIFF_E2E_KEEP:-}" ] || trap cleanup EXIT
+
+ok()   { passed=$((passed + 1)); echo "ok    $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/      /' | head -20; }
+skip() { skipped=$((skipped + 1)); echo "skip  $1 ($2)"; }
+check() {
+    local what=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$what"; else fail "$what" "$out"; return 1; fi
+}
+expect() {
+    local what=$1 pattern=$2; shift 2
+    local out
+    out=$("$@" 2>&1)
+    if echo "$out" | grep -Eq -- "$pattern"; then ok "$what"; else fail "$what" "$out"; fi
+}
+until_ok() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && { "$@"; return 1; }
+        sleep 0.5
+    done
+}
+# pid_of COMPONENT: its pid in the supervisor's state file.
+pid_of() {
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][sys.argv[2]].get("pid") or "")' "$work/state.json" "$1"
+}
+state_of() {
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][sys.argv[2]]["status"])' "$work/state.json" "$1"
+}
+# leftovers: what a stopped cluster must not leave (processes, mounts,
+# bridge, iptables rules naming its CIDRs); prints them and fails if any.
+leftovers() {
+    local found=0 p args
+    for p in /proc/[0-9]*; do
+        args=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        case "$args" in
+        *"$work/"*) echo "process ${p#/proc/}: $args"; found=1 ;;
+        esac
+    done
+    if awk -v d="$work/" 'index($5, d) == 1' /proc/self/mountinfo | grep -q .; then
+        echo "mounts:"; awk -v d="$work/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; found=1
+    fi
+    if [ -e "/sys/class/net/$bridge" ]; then echo "bridge $bridge"; found=1; fi
+    if iptables-save | grep -E -- "${cluster_cidr%.0.0/16}\.|${service_cidr%.0.0/16}\." | grep -q .; then
+        echo "iptables:"; iptables-save | grep -E -- "${cluster_cidr%.0.0/16}\.|${service_cidr%.0.0/16}\."; found=1
+    fi
+    for uid in ${pod_uids:-}; do
+        if ls -d /sys/fs/cgroup/*/kubepods/pod"$uid" /sys/fs/cgroup/*/kubepods/*/pod"$uid" 2>/dev/null | grep -q .; then
+            echo "cgroup of pod $uid"; found=1
+        fi
+    done
+    return $found
+}
+# diagnose: what the cluster says when a workload check fails.
+diagnose() {
+    kubectl get pods -o wide 2>&1 | head -10
+    kubectl get events --sort-by=.lastTimestamp 2>&1 | tail -8
+    tail -n 5 "$work/logs/scheduler.log" "$work/logs/kubelet.log" 2>&1
+}
+
+export KUBECONFIG=$work/admin.kubeconfig
+
+# 1. Up: every component starts, the node is Ready, kubectl works.
+out=$(skiffctl up "${up_flags[@]}" 2>&1)
+if [ $? -eq 0 ]; then ok "skiffctl up starts the cluster"; else fail "skiffctl up starts the cluster" "$out"; echo "$passed passed, $failed failed"; exit 1; fi
+expect "up says how to use the cluster" "export KUBECONFIG=$work/admin.kubeconfig" echo "$out"
+check "the kubeconfig is at <data-dir>/admin.kubeconfig" test -s "$work/admin.kubeconfig"
+check "node is Ready" kubectl wait "node/$node" --for=condition=Ready --timeout=60s
+proxy_built=no; [ "$(state_of proxy)" != "not built" ] && proxy_built=yes
+dns_built=no; [ "$(state_of dns)" != "not built" ] && dns_built=yes
+echo "      (skiff-proxy built: $proxy_built, skiff-dns built: $dns_built)"
+check "skiffctl status: every component healthy" skiffctl status --data-dir "$work"
+expect "status is a table with pids and restarts" 'kubelet +\| [0-9]+ +\| 0 ' skiffctl status --data-dir "$work"
+for f in containerd apiserver controller-manager scheduler kubelet; do
+    check "logs/$f.log is written" test -s "$work/logs/$f.log"
+done
+expect "containerd runs on its own socket under the data dir" "$work/containerd/containerd.sock" sh -c "tr '\0' ' ' </proc/$(pid_of containerd)/cmdline; cat $work/containerd/config.toml"
+expect "containerd's config handles the oom_score_adj trap" 'restrict_oom_score_adj = true' cat "$work/containerd/config.toml"
+sup=$(cat "$work/supervisor.pid")
+expect "a second up says it is already up" 'already up' skiffctl up "${up_flags[@]}"
+check "and changes nothing (same supervisor, same apiserver)" test "$(cat "$work/supervisor.pid")" = "$sup"
+expect "kube-dns Service has the cluster DNS IP" "^$dns_ip 53/UDP 53/TCP\$" kubectl -n kube-system get svc kube-dns -o 'jsonpath={.spec.clusterIP} {.spec.ports[0].port}/{.spec.ports[0].protocol} {.spec.ports[1].port}/{.spec.ports[1].protocol}'
+expect "kube-dns endpoints point at the node on the DNS port" "^[0-9.]+ $dns_port\$" kubectl -n kube-system get endpointslice -l kubernetes.io/service-name=kube-dns -o 'jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}'
+
+# 2. A Deployment of the test image becomes available; logs and exec work.
+kubectl create deployment web --image=skiff.local/testhost:1.0 --replicas=3 --port=8080 -- /testhost netexec --http-port=8080 >/dev/null
+check "Deployment web (3 replicas) rolls out" kubectl rollout status deploy/web --timeout=120s || diagnose
+pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
+expect "kubectl logs reads a replica's output" 'Serving HTTP on .*8080' kubectl logs "$pod"
+expect "kubectl exec runs in a replica" "^$pod\$" kubectl exec "$pod" -- /bin/cat /proc/sys/kernel/hostname
+ip=$(kubectl get pod "$pod" -o jsonpath='{.status.podIP}')
+expect "the pod's IP is in the cluster CIDR" "^${cluster_cidr%.0.0/16}\\." echo "$ip"
+expect "the pod IP answers HTTP" "^$pod\$" curl -s --max-time 5 "http://$ip:8080/hostname"
+kubectl expose deploy web --port=80 --target-port=8080 >/dev/null
+if [ $proxy_built = yes ]; then
+    cip=$(kubectl get svc web -o jsonpath='{.spec.clusterIP}')
+    check "the Service's ClusterIP reaches a replica (skiff-proxy)" until_ok 30 sh -c "curl -s --max-time 2 http://$cip/hostname | grep -q '^web-'"
+else
+    skip "the Service's ClusterIP reaches a replica" "skiff-proxy not built"
+fi
+if [ $dns_built = yes ]; then
+    check "skiff-dns answers on the host" until_ok 30 busybox nslookup -port="$dns_port" "web.default.svc.cluster.local" 127.0.0.1
+    if [ $proxy_built = yes ]; then
+        check "a pod resolves a Service through kube-dns" until_ok 30 kubectl exec "$pod" -- nslookup web.default.svc.cluster.local
+    else
+        skip "a pod resolves a Service through kube-dns" "skiff-proxy not built"
+    fi
+else
+    skip "DNS checks" "skiff-dns not built"
+fi
+
+# 3. SIGKILL of each component in turn: the supervisor restarts it and the
+# cluster carries on.
+for c in containerd apiserver controller-manager scheduler kubelet proxy dns; do
+    old=$(pid_of "$c")
+    if [ -z "$old" ]; then skip "SIGKILL of $c" "not running ($(state_of "$c"))"; continue; fi
+    kill -9 "$old"
+    # 90 s: a component that exited shortly before (the controller manager
+    # and scheduler exit when the API server is gone and they lose their
+    # lease) restarts after a longer back-off delay.
+    check "after SIGKILL of $c it runs again under a new pid" until_ok 90 sh -c "p=\$(python3 -c 'import json; print(json.load(open(\"$work/state.json\"))[\"components\"][\"$c\"].get(\"pid\") or \"\")'); [ -n \"\$p\" ] && [ \"\$p\" != $old ] && kill -0 \$p"
+    check "after SIGKILL of $c every component is healthy again" until_ok 60 skiffctl status --data-dir "$work"
+    case $c in
+    containerd | kubelet)
+        check "after SIGKILL of $c the replicas still run (exec)" until_ok 30 kubectl exec "$pod" -- /bin/true ;;
+    apiserver)
+        check "after SIGKILL of the apiserver kubectl works" until_ok 30 kubectl get deploy web ;;
+    scheduler)
+        kubectl scale deploy web --replicas=4 >/dev/null
+        check "after SIGKILL of the scheduler a new replica is scheduled and runs" kubectl rollout status deploy/web --timeout=90s || diagnose ;;
+    controller-manager)
+        kubectl scale deploy web --replicas=3 >/dev/null
+        check "after SIGKILL of the controller manager scaling down works" until_ok 90 sh -c "[ \"\$(kubectl get rs -l app=web -o jsonpath='{.items[0].status.replicas}')\" = 3 ]" ;;
+    esac
+done
+expect "status counts the restarts" 'apiserver +\| [0-9]+ +\| 1 ' skiffctl status --data-dir "$work"
+check "Deployment web is still available" kubectl rollout status deploy/web --timeout=60s
+
+pod_uids=$(kubectl get pods -l app=web -o jsonpath='{.items[*].metadata.uid}')
+# 4. Down removes everything: processes, containers, mounts, bridge, rules.
+out=$(skiffctl down --data-dir "$work" 2>&1)
+if [ $? -eq 0 ]; then ok "skiffctl down"; else fail "skiffctl down" "$out"; fi
+check "no process (containerd shims included), mount, bridge, pod cgroup or iptables rule of the cluster is left" leftovers
+check "the data survives down (without --purge)" test -s "$work/apiserver/admin.kubeconfig"
+expect "status says the supervisor is not running" 'not running' skiffctl status --data-dir "$work"
+
+# 5. Up again: the objects come back and run.
+out=$(skiffctl up "${up_flags[@]}" 2>&1)
+if [ $? -eq 0 ]; then ok "skiffctl up again"; else fail "skiffctl up again" "$out"; fi
+check "node is Ready again" kubectl wait "node/$node" --for=condition=Ready --timeout=60s
+check "Deployment web is available again" kubectl rollout status deploy/web --timeout=120s
+check "kube-dns Service is still there" kubectl -n kube-system get svc kube-dns
+
+# 6. down --purge deletes the data directory.
+keep_logs
+out=$(skiffctl down --purge --data-dir "$work" 2>&1)
+if [ $? -eq 0 ]; then ok "skiffctl down --purge"; else fail "skiffctl down --purge" "$out"; fi
+check "the data directory is gone" test ! -e "$work"
+check "nothing of the cluster is left" leftovers
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
