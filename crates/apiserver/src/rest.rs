@@ -137,11 +137,11 @@ async fn dispatch(call: &Call<'_>) -> Reply {
         ("list", None) => list(call).await,
         ("watch", None) => crate::watch::serve(call).await,
         ("create", None) => create(call).await,
-        ("update", None | Some("status") | Some("finalize")) => update(call).await,
-        ("patch", None | Some("status")) => patch(call).await,
+        ("update", None | Some("status" | "finalize" | "approval")) => update(call).await,
+        ("patch", None | Some("status" | "approval")) => patch(call).await,
         ("delete", None) => delete(call).await,
         ("deletecollection", None) => delete_collection(call).await,
-        ("get", Some("status")) => get(call).await,
+        ("get", Some("status" | "approval")) => get(call).await,
         ("get" | "update" | "patch", Some("scale")) => scale(call).await,
         ("create", Some("binding")) => bind(call).await,
         ("create", Some("eviction")) => evict(call).await,
@@ -926,6 +926,9 @@ pub(crate) async fn create_object_warned(
     let namespace = obj["metadata"]["namespace"].as_str().map(str::to_owned);
     default(api, resource, &mut obj)?;
     strategy::prepare_for_create(resource, &mut obj);
+    if let Some(user) = user {
+        strategy::record_requester(resource, &mut obj, user);
+    }
     obj["metadata"]["uid"] = json!(new_uid());
     obj["metadata"]["creationTimestamp"] = json!(now_rfc3339());
     strategy::prepare_created(resource, &mut obj)?;

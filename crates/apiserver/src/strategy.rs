@@ -103,6 +103,37 @@ pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+fn is_csr(resource: &ResourceInfo) -> bool {
+    (resource.group, resource.plural) == ("certificates.k8s.io", "certificatesigningrequests")
+}
+
+/// A CertificateSigningRequest records who asked for it: `spec.username`,
+/// `uid`, `groups` and `extra` are the requesting user's, whatever the
+/// client sent (upstream's CSR strategy); approvers and signers decide on them.
+pub fn record_requester(resource: &ResourceInfo, obj: &mut Value, user: &crate::User) {
+    if !is_csr(resource) {
+        return;
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), Value::from(user.name.clone()));
+    spec.remove("uid");
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), Value::from(user.uid.clone()));
+    }
+    spec.insert("groups".into(), serde_json::json!(user.groups));
+    spec.remove("extra");
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), serde_json::json!(user.extra));
+    }
+}
+
+/// A CSR's approval and denial conditions.
+fn is_approval(condition: &Value) -> bool {
+    matches!(condition["type"].as_str(), Some("Approved" | "Denied"))
+}
+
 /// What a create fills in once the object has its uid: a Job's generated
 /// selector and labels (upstream's job registry does this on create).
 pub fn prepare_created(
@@ -155,7 +186,46 @@ pub fn prepare_for_update(
                     }
                 }
             }
+            if is_csr(resource) {
+                // A status write (the signer's) keeps the approval
+                // conditions as they were: only `approval` changes them.
+                let kept: Vec<Value> = old["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| is_approval(c))
+                    .cloned()
+                    .collect();
+                let mut conditions: Vec<Value> = merged["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| !is_approval(c))
+                    .cloned()
+                    .collect();
+                conditions.extend(kept);
+                if conditions.is_empty() {
+                    if let Some(status) = merged["status"].as_object_mut() {
+                        status.remove("conditions");
+                    }
+                } else {
+                    merged["status"]["conditions"] = Value::Array(conditions);
+                }
+            }
             *new = merged;
+        }
+        Some("approval") => {
+            // certificatesigningrequests/approval changes only the
+            // conditions; the spec and the certificate stay.
+            new["spec"] = old["spec"].clone();
+            match old["status"].get("certificate") {
+                Some(c) => new["status"]["certificate"] = c.clone(),
+                None => {
+                    if let Some(status) = new["status"].as_object_mut() {
+                        status.remove("certificate");
+                    }
+                }
+            }
         }
         Some("finalize") => {
             // namespaces/finalize changes only spec.finalizers.

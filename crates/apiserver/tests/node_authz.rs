@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rcgen::{
@@ -738,5 +739,85 @@ async fn kubelets_keep_what_rbac_and_the_node_rules_give_them() {
     get(&node_a, "/api/v1/services").await.unwrap();
     let (code, _) = refused(get(&node_a, "/apis/apps/v1/deployments").await);
     assert_eq!(code, 403);
+    c.stop().await;
+}
+
+/// The kubelet client-certificate flow's API side: a CSR records who asked
+/// for it, `approval` changes only its conditions, and the signer's status
+/// write keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csr_records_its_requester_and_approval_is_its_own_subresource() {
+    let c = Cluster::start().await;
+    let kubelet = c.client_for("system:node:n1", &[NODES]).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "system:node:n1");
+    dn.push(DnType::OrganizationName, NODES);
+    params.distinguished_name = dn;
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let csr = create(
+        &kubelet,
+        path,
+        json!({
+            "metadata": {"name": "node-csr-n1"},
+            "spec": {
+                "request": request,
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["digital signature", "client auth"],
+                // Whatever the client claims, the server records who it is.
+                "username": "someone-else",
+                "groups": ["system:masters"],
+            },
+        }),
+    )
+    .await;
+    assert_eq!(csr["spec"]["username"], "system:node:n1");
+    assert_eq!(
+        csr["spec"]["groups"],
+        json!([NODES, "system:authenticated"])
+    );
+
+    // kubectl certificate approve: an update of the approval subresource.
+    let mut approved = csr.clone();
+    approved["status"] = json!({"conditions": [{
+        "type": "Approved", "status": "True", "reason": "KubectlApprove",
+        "message": "approved by the test",
+    }]});
+    approved["spec"]["usages"] = json!(["server auth"]);
+    let approved = send(
+        &c.admin,
+        "PUT",
+        &format!("{path}/node-csr-n1/approval"),
+        Some(approved),
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved["status"]["conditions"][0]["type"], "Approved");
+    assert_eq!(
+        approved["spec"]["usages"],
+        json!(["digital signature", "client auth"]),
+        "the approval subresource leaves the spec alone"
+    );
+
+    // The signer writes the certificate through status; the approval stays.
+    let mut signed = approved.clone();
+    signed["status"] = json!({"certificate": "LS0tLQ=="});
+    let signed = send(
+        &c.admin,
+        "PUT",
+        &format!("{path}/node-csr-n1/status"),
+        Some(signed),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed["status"]["certificate"], "LS0tLQ==");
+    assert_eq!(signed["status"]["conditions"][0]["type"], "Approved");
+    let read = get(&c.admin, &format!("{path}/node-csr-n1/approval"))
+        .await
+        .unwrap();
+    assert_eq!(read["status"]["conditions"][0]["type"], "Approved");
     c.stop().await;
 }
