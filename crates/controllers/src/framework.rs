@@ -68,8 +68,18 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: false,
         start: Some(crate::replicaset::start_rc),
     },
-    planned("pod-garbage-collector-controller", &["podgc"]),
-    planned("resourcequota-controller", &["resourcequota"]),
+    Descriptor {
+        name: crate::podgc::NAME,
+        aliases: &["podgc"],
+        disabled_by_default: false,
+        start: Some(crate::podgc::start),
+    },
+    Descriptor {
+        name: crate::resourcequota::NAME,
+        aliases: &["resourcequota"],
+        disabled_by_default: false,
+        start: Some(crate::resourcequota::start),
+    },
     Descriptor {
         name: crate::namespace::NAME,
         aliases: &["namespace"],
@@ -106,17 +116,26 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         "horizontal-pod-autoscaler-controller",
         &["horizontalpodautoscaling"],
     ),
-    planned("disruption-controller", &["disruption"]),
+    Descriptor {
+        name: crate::disruption::NAME,
+        aliases: &["disruption"],
+        disabled_by_default: false,
+        start: Some(crate::disruption::start),
+    },
     planned("statefulset-controller", &["statefulset"]),
     planned("cronjob-controller", &["cronjob"]),
-    planned(
-        "certificatesigningrequest-signing-controller",
-        &["csrsigning"],
-    ),
-    planned(
-        "certificatesigningrequest-approving-controller",
-        &["csrapproving"],
-    ),
+    Descriptor {
+        name: crate::certificates::signer::NAME,
+        aliases: &["csrsigning"],
+        disabled_by_default: false,
+        start: Some(crate::certificates::signer::start),
+    },
+    Descriptor {
+        name: crate::certificates::approver::NAME,
+        aliases: &["csrapproving"],
+        disabled_by_default: false,
+        start: Some(crate::certificates::approver::start),
+    },
     planned(
         "certificatesigningrequest-cleaner-controller",
         &["csrcleaner"],
@@ -131,8 +150,18 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: true,
         ..planned("token-cleaner-controller", &["tokencleaner"])
     },
-    planned("node-ipam-controller", &["nodeipam"]),
-    planned("node-lifecycle-controller", &["nodelifecycle"]),
+    Descriptor {
+        name: crate::nodeipam::NAME,
+        aliases: &["nodeipam"],
+        disabled_by_default: false,
+        start: Some(crate::nodeipam::start),
+    },
+    Descriptor {
+        name: crate::nodelifecycle::NAME,
+        aliases: &["nodelifecycle"],
+        disabled_by_default: false,
+        start: Some(crate::nodelifecycle::start),
+    },
     planned("service-lb-controller", &["service"]),
     planned("node-route-controller", &["route"]),
     planned("cloud-node-lifecycle-controller", &["cloud-node-lifecycle"]),
@@ -158,7 +187,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
     ),
     planned("persistentvolume-protection-controller", &["pv-protection"]),
     planned("volumeattributesclass-protection-controller", &[]),
-    planned("ttl-after-finished-controller", &["ttl-after-finished"]),
+    Descriptor {
+        name: crate::ttlafterfinished::NAME,
+        aliases: &["ttl-after-finished"],
+        disabled_by_default: false,
+        start: Some(crate::ttlafterfinished::start),
+    },
     Descriptor {
         name: crate::root_ca::NAME,
         aliases: &["root-ca-cert-publisher"],
@@ -181,7 +215,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         &["legacy-service-account-token-cleaner"],
     ),
     planned("validatingadmissionpolicy-status-controller", &[]),
-    planned("taint-eviction-controller", &[]),
+    Descriptor {
+        name: crate::nodelifecycle::eviction::NAME,
+        aliases: &[],
+        disabled_by_default: false,
+        start: Some(crate::nodelifecycle::eviction::start),
+    },
     planned("service-cidr-controller", &[]),
     planned("storage-version-migrator-controller", &[]),
     planned("selinux-warning-controller", &[]),
@@ -255,6 +294,8 @@ pub(crate) struct Settings {
     pub concurrent_gc_syncs: u16,
     pub namespace_sync_period: Duration,
     pub min_resync_period: Duration,
+    /// The cluster-infrastructure controllers' settings.
+    pub infra: crate::infra::InfraFlags,
 }
 
 /// Watches the controllers share (upstream's shared informer factory):

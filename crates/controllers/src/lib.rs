@@ -19,19 +19,28 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod certificates;
 mod claim;
 mod deployment;
+mod disruption;
 mod endpoints;
+mod events;
 mod expectations;
 mod framework;
 mod gc;
 mod health;
+mod infra;
 mod leader;
 mod namespace;
+mod nodeipam;
+mod nodelifecycle;
+mod podgc;
 mod pods;
 mod replicaset;
+mod resourcequota;
 mod root_ca;
 mod serviceaccount;
+mod ttlafterfinished;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -44,6 +53,7 @@ use tracing::{info, warn};
 
 pub use framework::{SelectError, known_controllers, parse_go_duration};
 pub use health::ServeError;
+pub use infra::InfraFlags;
 pub use leader::{ConfigError as LeaderElectionConfigError, LeaderElection};
 
 /// How to run the controller manager. Field names follow
@@ -85,6 +95,9 @@ pub struct Config {
     pub min_resync_period: Duration,
     /// `--secure-port` and friends; `None` (or port 0) serves nothing.
     pub serving: Option<Serving>,
+    /// The cluster-infrastructure controllers' flags (node lifecycle, node
+    /// IPAM, ...).
+    pub infra: InfraFlags,
 }
 
 impl Config {
@@ -107,6 +120,7 @@ impl Config {
             namespace_sync_period: Duration::from_secs(5 * 60),
             min_resync_period: Duration::from_secs(12 * 3600),
             serving: Some(Serving::default()),
+            infra: InfraFlags::default(),
         }
     }
 }
@@ -191,6 +205,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         concurrent_gc_syncs: config.concurrent_gc_syncs,
         namespace_sync_period: config.namespace_sync_period,
         min_resync_period: config.min_resync_period,
+        infra: config.infra.clone(),
     });
     tokio::pin!(shutdown);
 

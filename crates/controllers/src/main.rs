@@ -96,6 +96,8 @@ struct Options {
     /// The private key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    infra: skiff_controllers::InfraFlags,
 }
 
 fn controllers_help() -> String {
@@ -136,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    o.infra.validate().map_err(anyhow::Error::msg)?;
     let config = skiff_controllers::Config {
         controllers: o.controllers.clone(),
         leader_election: o.leader_elect.then(|| LeaderElection {
@@ -158,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         concurrent_gc_syncs: o.concurrent_gc_syncs,
         namespace_sync_period: o.namespace_sync_period,
         min_resync_period: o.min_resync_period,
+        infra: o.infra.clone(),
         serving: Some(skiff_controllers::Serving {
             secure_port: o.secure_port,
             bind_address: o.bind_address,
