@@ -89,7 +89,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         start: Some(crate::gc::start),
     },
     planned("daemonset-controller", &["daemonset"]),
-    planned("job-controller", &["job"]),
+    Descriptor {
+        name: crate::job::NAME,
+        aliases: &["job"],
+        disabled_by_default: false,
+        start: Some(crate::job::start),
+    },
     Descriptor {
         name: crate::deployment::NAME,
         aliases: &["deployment"],
@@ -253,6 +258,10 @@ pub(crate) struct Settings {
     pub mirroring_concurrent_service_endpoint_syncs: u16,
     pub max_endpoints_per_slice: u16,
     pub concurrent_gc_syncs: u16,
+    pub concurrent_job_syncs: u16,
+    pub concurrent_cron_job_syncs: u16,
+    pub concurrent_daemonset_syncs: u16,
+    pub concurrent_statefulset_syncs: u16,
     pub namespace_sync_period: Duration,
     pub min_resync_period: Duration,
 }

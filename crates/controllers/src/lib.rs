@@ -26,6 +26,7 @@ mod expectations;
 mod framework;
 mod gc;
 mod health;
+mod job;
 mod leader;
 mod namespace;
 mod pods;
@@ -78,6 +79,14 @@ pub struct Config {
     pub max_endpoints_per_slice: u16,
     /// `--concurrent-gc-syncs`.
     pub concurrent_gc_syncs: u16,
+    /// `--concurrent-job-syncs`.
+    pub concurrent_job_syncs: u16,
+    /// `--concurrent-cron-job-syncs`.
+    pub concurrent_cron_job_syncs: u16,
+    /// `--concurrent-daemonset-syncs`.
+    pub concurrent_daemonset_syncs: u16,
+    /// `--concurrent-statefulset-syncs`.
+    pub concurrent_statefulset_syncs: u16,
     /// `--namespace-sync-period`.
     pub namespace_sync_period: Duration,
     /// `--min-resync-period`: every object is reconciled again after a
@@ -104,6 +113,10 @@ impl Config {
             mirroring_concurrent_service_endpoint_syncs: 5,
             max_endpoints_per_slice: 100,
             concurrent_gc_syncs: 20,
+            concurrent_job_syncs: 5,
+            concurrent_cron_job_syncs: 5,
+            concurrent_daemonset_syncs: 2,
+            concurrent_statefulset_syncs: 5,
             namespace_sync_period: Duration::from_secs(5 * 60),
             min_resync_period: Duration::from_secs(12 * 3600),
             serving: Some(Serving::default()),
@@ -189,6 +202,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: config.max_endpoints_per_slice,
         concurrent_gc_syncs: config.concurrent_gc_syncs,
+        concurrent_job_syncs: config.concurrent_job_syncs,
+        concurrent_cron_job_syncs: config.concurrent_cron_job_syncs,
+        concurrent_daemonset_syncs: config.concurrent_daemonset_syncs,
+        concurrent_statefulset_syncs: config.concurrent_statefulset_syncs,
         namespace_sync_period: config.namespace_sync_period,
         min_resync_period: config.min_resync_period,
     });

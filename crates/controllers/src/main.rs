@@ -77,6 +77,18 @@ struct Options {
     /// Garbage collector workers.
     #[arg(long, default_value_t = 20)]
     concurrent_gc_syncs: u16,
+    /// Jobs synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_job_syncs: u16,
+    /// CronJobs synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_cron_job_syncs: u16,
+    /// DaemonSets synced at once.
+    #[arg(long, default_value_t = 2)]
+    concurrent_daemonset_syncs: u16,
+    /// StatefulSets synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_statefulset_syncs: u16,
     /// How often every namespace is looked at again by the namespace controller.
     #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
     namespace_sync_period: Duration,
@@ -156,6 +168,10 @@ async fn main() -> anyhow::Result<()> {
         mirroring_concurrent_service_endpoint_syncs: o.mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: o.max_endpoints_per_slice,
         concurrent_gc_syncs: o.concurrent_gc_syncs,
+        concurrent_job_syncs: o.concurrent_job_syncs,
+        concurrent_cron_job_syncs: o.concurrent_cron_job_syncs,
+        concurrent_daemonset_syncs: o.concurrent_daemonset_syncs,
+        concurrent_statefulset_syncs: o.concurrent_statefulset_syncs,
         namespace_sync_period: o.namespace_sync_period,
         min_resync_period: o.min_resync_period,
         serving: Some(skiff_controllers::Serving {
