@@ -113,7 +113,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
     ),
     planned("disruption-controller", &["disruption"]),
     planned("statefulset-controller", &["statefulset"]),
-    planned("cronjob-controller", &["cronjob"]),
+    Descriptor {
+        name: crate::cronjob::NAME,
+        aliases: &["cronjob"],
+        disabled_by_default: false,
+        start: Some(crate::cronjob::start),
+    },
     planned(
         "certificatesigningrequest-signing-controller",
         &["csrsigning"],

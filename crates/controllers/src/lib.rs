@@ -20,6 +20,7 @@
 
 mod cache;
 mod claim;
+mod cronjob;
 mod deployment;
 mod endpoints;
 mod expectations;

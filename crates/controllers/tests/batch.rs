@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Cluster, Manager, SOON, eventually};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -355,6 +355,75 @@ async fn a_suspended_job_deletes_its_pods_until_resumed() {
         (j.status.and_then(|s| s.active) == Some(2)).then_some(())
     })
     .await;
+    manager.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_starts_its_missed_run_and_follows_the_job_to_success() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&["cronjob-controller", "job-controller"]));
+    c.namespace("cron").await;
+    let _agent = BatchAgent::start(&c.client, Duration::from_millis(200));
+    let api: Api<CronJob> = Api::namespaced(c.client.clone(), "cron");
+    let cj: CronJob = serde_json::from_value(json!({
+        "metadata": {"name": "tick"},
+        "spec": {"schedule": "* * * * *", "timeZone": "Europe/Berlin", "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"metadata": {"labels": {"from": "cron"}}, "spec": {"template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &cj).await.unwrap();
+    // The clock: pretend the last run was three minutes ago, so the latest
+    // minute is due now rather than up to a minute from now.
+    let before = Timestamp::now() - std::time::Duration::from_secs(180);
+    api.patch_status(
+        "tick",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"lastScheduleTime": before.to_string()}})),
+    )
+    .await
+    .unwrap();
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "cron");
+    let job = eventually("the cron job's job", SOON, || async {
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
+    let minute = Timestamp::now().as_second() / 60;
+    let name = job.name_any();
+    let n: i64 = name.strip_prefix("tick-").unwrap().parse().unwrap();
+    assert!(n == minute || n == minute - 1, "{name} for minute {minute}");
+    let stamp = &job.annotations()["batch.kubernetes.io/cronjob-scheduled-timestamp"];
+    let scheduled: Timestamp = stamp.parse().unwrap();
+    assert_eq!(scheduled.as_second(), n * 60);
+    assert!(
+        stamp.ends_with("+01:00") || stamp.ends_with("+02:00"),
+        "Berlin time: {stamp}"
+    );
+    assert_eq!(job.labels()["from"], "cron");
+    assert_eq!(job.owner_references()[0].kind, "CronJob");
+
+    let done = eventually("the job to succeed and leave active", SOON, || async {
+        let cj = api.get("tick").await.unwrap();
+        let s = cj.status.clone().unwrap_or_default();
+        (s.last_successful_time.is_some() && s.active.is_none()).then_some(s)
+    })
+    .await;
+    assert_eq!(done.last_schedule_time.unwrap().0, scheduled);
+    // One run for the three missed minutes: none for the earlier ones.
+    for j in jobs.list(&ListParams::default()).await.unwrap().items {
+        let m: i64 = j.name_any().strip_prefix("tick-").unwrap().parse().unwrap();
+        assert!(
+            m >= n,
+            "a run for an earlier missed minute: {}",
+            j.name_any()
+        );
+    }
     manager.stop().await;
     c.stop().await;
 }
