@@ -88,7 +88,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: false,
         start: Some(crate::gc::start),
     },
-    planned("daemonset-controller", &["daemonset"]),
+    Descriptor {
+        name: crate::daemonset::NAME,
+        aliases: &["daemonset"],
+        disabled_by_default: false,
+        start: Some(crate::daemonset::start),
+    },
     Descriptor {
         name: crate::job::NAME,
         aliases: &["job"],

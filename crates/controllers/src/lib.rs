@@ -21,12 +21,14 @@
 mod cache;
 mod claim;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod expectations;
 mod framework;
 mod gc;
 mod health;
+mod history;
 mod job;
 mod leader;
 mod namespace;
