@@ -117,7 +117,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         &["horizontalpodautoscaling"],
     ),
     planned("disruption-controller", &["disruption"]),
-    planned("statefulset-controller", &["statefulset"]),
+    Descriptor {
+        name: crate::statefulset::NAME,
+        aliases: &["statefulset"],
+        disabled_by_default: false,
+        start: Some(crate::statefulset::start),
+    },
     Descriptor {
         name: crate::cronjob::NAME,
         aliases: &["cronjob"],

@@ -36,6 +36,7 @@ mod pods;
 mod replicaset;
 mod root_ca;
 mod serviceaccount;
+mod statefulset;
 
 use std::future::Future;
 use std::net::IpAddr;

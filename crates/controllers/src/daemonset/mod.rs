@@ -403,7 +403,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     let nodes = ctx.nodes.all();
-    debug!(daemonset = %name, nodes = nodes.len(), pods = live.len(), "syncing");
     let now = Timestamp::now();
     let mut manage_error = None;
     if ds.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key) {
