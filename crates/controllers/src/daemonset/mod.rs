@@ -140,7 +140,7 @@ pub(crate) struct Plan {
 
 /// The rolling-update budget: (maxSurge, maxUnavailable) against the
 /// desired number of pods (both rounded up, as upstream).
-fn budget(ds: &DaemonSet, desired: i32) -> Result<(i32, i32), Error> {
+fn budget(ds: &DaemonSet, desired: i32) -> Result<(i32, i32), String> {
     let strategy = ds
         .spec
         .as_ref()
@@ -149,8 +149,8 @@ fn budget(ds: &DaemonSet, desired: i32) -> Result<(i32, i32), Error> {
     let rolling = strategy.rolling_update.unwrap_or_default();
     let surge = rolling.max_surge.unwrap_or(IntOrString::Int(0));
     let unavailable = rolling.max_unavailable.unwrap_or(IntOrString::Int(1));
-    let surge = scaled_value(&surge, desired, true).map_err(Error::Strategy)?;
-    let mut unavailable = scaled_value(&unavailable, desired, true).map_err(Error::Strategy)?;
+    let surge = scaled_value(&surge, desired, true)?;
+    let mut unavailable = scaled_value(&unavailable, desired, true)?;
     if surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
@@ -165,7 +165,7 @@ pub(crate) fn plan(
     by_node: &HashMap<String, Vec<Arc<Pod>>>,
     hash: &str,
     now: Timestamp,
-) -> Result<Plan, Error> {
+) -> Result<Plan, String> {
     let spec = ds.spec.clone().unwrap_or_default();
     let pod_spec = spec.template.spec.clone().unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -406,7 +406,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Timestamp::now();
     let mut manage_error = None;
     if ds.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key) {
-        let plan = plan(&ds, &nodes, &by_node, &hash, now)?;
+        let plan = plan(&ds, &nodes, &by_node, &hash, now).map_err(Error::Strategy)?;
         if let Err(e) = apply(&ctx, &ds, &hash, plan).await {
             manage_error = Some(e);
         }

@@ -67,6 +67,9 @@ pub(crate) enum Error {
     Status(#[source] kube::Error),
 }
 
+/// The resourceVersions a status write made stale, and the job it wrote.
+type Written = (HashSet<String>, Arc<Job>);
+
 /// Failures since the last success, and when the last one was seen.
 #[derive(Clone, Copy, Debug)]
 struct FailureRecord {
@@ -87,7 +90,7 @@ struct Ctx {
     /// Per job UID: the job as this controller last wrote it, and the
     /// resourceVersions that write made stale. A cache still showing one
     /// of those would have the job count again what it has counted.
-    written: Mutex<HashMap<String, (HashSet<String>, Arc<Job>)>>,
+    written: Mutex<HashMap<String, Written>>,
     resync: Duration,
     backoff: Backoff,
 }
@@ -447,21 +450,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let mut requeue = ctx.resync;
 
-    if finish.is_none() {
-        if let (Some(ads), Some(start)) = (spec.active_deadline_seconds, start_time)
-            && !suspended
-        {
-            let deadline = start + SignedDuration::from_secs(ads);
-            if now >= deadline {
-                finish = Some((
-                    "Failed",
-                    "DeadlineExceeded".into(),
-                    "Job was active longer than specified deadline".into(),
-                ));
-            } else {
-                let left = deadline.duration_since(now).unsigned_abs();
-                requeue = requeue.min(left + Duration::from_millis(100));
-            }
+    if finish.is_none()
+        && let (Some(ads), Some(start)) = (spec.active_deadline_seconds, start_time)
+        && !suspended
+    {
+        let deadline = start + SignedDuration::from_secs(ads);
+        if now >= deadline {
+            finish = Some((
+                "Failed",
+                "DeadlineExceeded".into(),
+                "Job was active longer than specified deadline".into(),
+            ));
+        } else {
+            let left = deadline.duration_since(now).unsigned_abs();
+            requeue = requeue.min(left + Duration::from_millis(100));
         }
     }
     if finish.is_none() && failed > spec.backoff_limit.unwrap_or(6) && per_index.is_none() {
@@ -834,7 +836,10 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, key: &str, pods: Vec<Pod>) -> Re
         ctx.expectations.creation_observed(key);
     }
     debug!(created, wanted = count, "created job pods");
-    error.map_or(Ok(()), |e| Err(Error::Create(e)))
+    match error {
+        Some(e) => Err(Error::Create(e)),
+        None => Ok(()),
+    }
 }
 
 /// Answers how long a backoff still holds back creations (if it does).
