@@ -427,3 +427,41 @@ async fn a_cron_job_starts_its_missed_run_and_follows_the_job_to_success() {
     manager.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_job_lets_its_pods_go() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&["job-controller", "garbage-collector-controller"]));
+    c.namespace("jobs").await;
+    let _agent = BatchAgent::start(&c.client, Duration::from_secs(600));
+    let api: Api<Job> = Api::namespaced(c.client.clone(), "jobs");
+    api.create(
+        &PostParams::default(),
+        &job("doomed", json!({"parallelism": 2, "completions": 4}), 0),
+    )
+    .await
+    .unwrap();
+    eventually("two running pods", SOON, || async {
+        let pods = job_pods(&c.client, "jobs", "doomed").await;
+        (pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        .then_some(())
+    })
+    .await;
+    // kubectl's default: background propagation.
+    let (ok, out) = c
+        .kubectl(&["-n", "jobs", "delete", "job", "doomed", "--wait=false"])
+        .await;
+    assert!(ok, "kubectl delete job: {out}");
+    eventually("the pods gone, finalizers and all", SOON, || async {
+        job_pods(&c.client, "jobs", "doomed")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    manager.stop().await;
+    c.stop().await;
+}

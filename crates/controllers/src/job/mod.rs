@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -330,7 +330,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         || async { claim::recheck(&fresh_api, &job.metadata).await },
     )
     .await?;
-    if is_finished(&job) {
+    if is_finished(&job) || job.metadata.deletion_timestamp.is_some() {
         // Nothing more to count: let the remaining pods go.
         for p in claimed.iter().filter(|p| has_finalizer(p)) {
             remove_finalizer(&pod_api, p)
@@ -466,7 +466,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             requeue = requeue.min(left + Duration::from_millis(100));
         }
     }
-    if finish.is_none() && failed > spec.backoff_limit.unwrap_or(6) && per_index.is_none() {
+    if finish.is_none()
+        && per_index.is_none()
+        && (failed > spec.backoff_limit.unwrap_or(6)
+            || past_backoff_limit_on_failure(&spec, &claimed))
+    {
         finish = Some((
             "Failed",
             "BackoffLimitExceeded".into(),
@@ -765,6 +769,36 @@ fn finish_time(pod: &Pod) -> Option<Timestamp> {
         .max()
 }
 
+/// With `restartPolicy: OnFailure` failures are container restarts: the
+/// job fails once its running pods have restarted backoffLimit times.
+fn past_backoff_limit_on_failure(spec: &JobSpec, pods: &[Arc<Pod>]) -> bool {
+    let on_failure = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        == Some("OnFailure");
+    if !on_failure {
+        return false;
+    }
+    let restarts: i32 = pods
+        .iter()
+        .filter(|p| matches!(pods::phase(p), "Running" | "Pending"))
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .map(|c| c.restart_count)
+        .sum();
+    match spec.backoff_limit.unwrap_or(6) {
+        0 => restarts > 0,
+        limit => restarts >= limit,
+    }
+}
+
 /// The failures the pod's index had before it (backoffLimitPerIndex).
 fn index_failures(pod: &Pod) -> i32 {
     pod.metadata
@@ -950,6 +984,46 @@ async fn manage_indexed(
     Ok(None)
 }
 
+/// Removes the tracking finalizer of a pod whose job is gone (checked with
+/// the API server, not only the cache), as upstream does: nothing else
+/// would, and the pod could never be deleted.
+fn release_orphan(client: &Client, jobs: &Store<Job>, pod: &Arc<Pod>) {
+    let Some(owner) = pods::controller_of(&pod.metadata).filter(|r| is_job_owner(r)) else {
+        return;
+    };
+    if !has_finalizer(pod) {
+        return;
+    }
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let cached = jobs.get(&ObjectRef::new(&owner.name).within(&namespace));
+    if cached.is_some_and(|j| j.metadata.uid.as_deref() == Some(owner.uid.as_str())) {
+        return;
+    }
+    let (client, pod, owner) = (client.clone(), pod.clone(), owner.clone());
+    tokio::spawn(async move {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        match jobs.get_opt(&owner.name).await {
+            Ok(Some(j)) if j.metadata.uid.as_deref() == Some(owner.uid.as_str()) => return,
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "reading the job of a pod");
+                return;
+            }
+        }
+        let api: Api<Pod> = Api::namespaced(client, &namespace);
+        let mut result = remove_finalizer(&api, &pod).await;
+        if matches!(&result, Err(e) if framework::is_conflict(e))
+            && let Ok(Some(fresh)) = api.get_opt(&pod.name_any()).await
+        {
+            result = remove_finalizer(&api, &fresh).await;
+        }
+        match result {
+            Ok(()) => debug!(pod = %pod.name_any(), "released a pod whose job is gone"),
+            Err(e) => warn!(pod = %pod.name_any(), error = %e, "releasing a pod whose job is gone"),
+        }
+    });
+}
+
 /// What a pod change means: it moves its job's expectations and names the
 /// job to sync.
 fn on_pod_change(change: &Changed<Pod>, expectations: &Expectations) -> Vec<ObjectRef<Job>> {
@@ -1011,9 +1085,12 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
         let expectations = Arc::new(Expectations::default());
         let (pods, pod_events) = {
             let expectations = expectations.clone();
-            ctx.informers
-                .pods
-                .subscribe(move |change| on_pod_change(change, &expectations))
+            let jobs = controller.store();
+            let client = client.clone();
+            ctx.informers.pods.subscribe(move |change| {
+                release_orphan(&client, &jobs, change.latest());
+                on_pod_change(change, &expectations)
+            })
         };
         let state = Arc::new(Ctx {
             client,
@@ -1039,4 +1116,95 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             })
             .await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spec: Value) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "pi", "namespace": "ns", "uid": "job-uid"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn pod(phase: &str, restarts: i32) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "status": {"phase": phase, "containerStatuses": [{"name": "c", "ready": false,
+                    "restartCount": restarts, "image": "i", "imageID": ""}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn indexed_pods_carry_their_index_hostname_finalizer_and_env() {
+        let j = job(json!({"completionMode": "Indexed", "completions": 3,
+            "template": {"metadata": {"labels": {"a": "b"}},
+                         "spec": {"containers": [{"name": "c", "image": "i"}]}}}));
+        let p = pod_for(&j, Some(2), 0);
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-2-"));
+        assert_eq!(p.labels()[INDEX_KEY], "2");
+        assert_eq!(p.annotations()[INDEX_KEY], "2");
+        assert!(p.finalizers().iter().any(|f| f == TRACKING_FINALIZER));
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
+        let env = &spec.containers[0].env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "JOB_COMPLETION_INDEX");
+        let field = env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(
+            field.field_path,
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        let plain = pod_for(&job(json!({"template": {}})), None, 0);
+        assert_eq!(plain.metadata.generate_name.as_deref(), Some("pi-"));
+        assert!(plain.annotations().is_empty());
+    }
+
+    #[test]
+    fn on_failure_restarts_count_toward_the_backoff_limit() {
+        let spec = |limit: i32| -> JobSpec {
+            serde_json::from_value(json!({"backoffLimit": limit,
+                "template": {"spec": {"restartPolicy": "OnFailure", "containers": []}}}))
+            .unwrap()
+        };
+        assert!(!past_backoff_limit_on_failure(
+            &spec(3),
+            &[pod("Running", 2)]
+        ));
+        assert!(past_backoff_limit_on_failure(
+            &spec(3),
+            &[pod("Running", 2), pod("Pending", 1)]
+        ));
+        assert!(past_backoff_limit_on_failure(
+            &spec(0),
+            &[pod("Running", 1)]
+        ));
+        // Finished pods' restarts do not count.
+        assert!(!past_backoff_limit_on_failure(
+            &spec(1),
+            &[pod("Succeeded", 4)]
+        ));
+        let never: JobSpec = serde_json::from_value(json!({"backoffLimit": 0,
+            "template": {"spec": {"restartPolicy": "Never", "containers": []}}}))
+        .unwrap();
+        assert!(!past_backoff_limit_on_failure(&never, &[pod("Running", 9)]));
+    }
+
+    #[test]
+    fn deleted_pods_count_as_failed_unless_only_failed_pods_are_replaced() {
+        let mut p = (*pod("Running", 0)).clone();
+        p.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let default: JobSpec = serde_json::from_value(json!({"template": {}})).unwrap();
+        assert!(is_failed(&p, &default));
+        let failed_only: JobSpec =
+            serde_json::from_value(json!({"template": {}, "podReplacementPolicy": "Failed"}))
+                .unwrap();
+        assert!(!is_failed(&p, &failed_only));
+        assert!(is_terminating(&p));
+    }
 }
