@@ -185,6 +185,23 @@ async fn a_job_runs_five_completions_two_at_a_time_and_completes() {
         let owner = &p.owner_references()[0];
         assert_eq!((owner.kind.as_str(), owner.controller), ("Job", Some(true)));
     }
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(c.client.clone(), "jobs");
+    eventually("the job's events", SOON, || async {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("five"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        (reasons.iter().any(|r| r == "SuccessfulCreate")
+            && reasons.iter().any(|r| r == "Completed"))
+        .then_some(())
+    })
+    .await;
     manager.stop().await;
     c.stop().await;
 }

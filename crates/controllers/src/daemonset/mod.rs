@@ -67,6 +67,39 @@ struct Ctx {
     expectations: Arc<Expectations>,
     resync: Duration,
     backoff: Backoff,
+    failed_pods: std::sync::Mutex<FailedPodBackoff>,
+}
+
+/// Per DaemonSet and node: how long to wait before deleting the next
+/// failed pod (upstream's 1 s doubling to 15 min), and since when.
+#[derive(Debug, Default)]
+pub(crate) struct FailedPodBackoff {
+    entries: HashMap<String, (Duration, Timestamp)>,
+}
+
+impl FailedPodBackoff {
+    const BASE: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(15 * 60);
+
+    /// `Ok`: go ahead (and the next wait doubles); `Err`: wait this long.
+    pub fn next(&mut self, key: &str, now: Timestamp) -> Result<(), Duration> {
+        if let Some((delay, since)) = self.entries.get(key) {
+            let elapsed = now.duration_since(*since).unsigned_abs();
+            if elapsed < *delay {
+                return Err(*delay - elapsed);
+            }
+            // Forgotten after twice the longest wait, as upstream's GC.
+            if elapsed > 2 * Self::MAX {
+                self.entries.remove(key);
+            }
+        }
+        let delay = match self.entries.get(key) {
+            Some((d, _)) => (*d * 2).min(Self::MAX),
+            None => Self::BASE,
+        };
+        self.entries.insert(key.to_owned(), (delay, now));
+        Ok(())
+    }
 }
 
 fn ds_owner(
@@ -186,8 +219,9 @@ pub(crate) fn plan(
             out.delete.extend(here);
             continue;
         }
-        let (failed, mut running): (Vec<_>, Vec<_>) =
-            here.into_iter().partition(|p| pods::phase(p) == "Failed");
+        let (failed, mut running): (Vec<_>, Vec<_>) = here
+            .into_iter()
+            .partition(|p| matches!(pods::phase(p), "Failed" | "Succeeded"));
         out.delete.extend(failed);
         if !place.should_run {
             continue;
@@ -289,7 +323,7 @@ fn status_patch(
             .get(&node.name_any())
             .into_iter()
             .flatten()
-            .filter(|p| pods::phase(p) != "Failed")
+            .filter(|p| !matches!(pods::phase(p), "Failed" | "Succeeded"))
             .cloned()
             .collect();
         here.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
@@ -405,8 +439,29 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let nodes = ctx.nodes.all();
     let now = Timestamp::now();
     let mut manage_error = None;
+    let mut backing_off = None;
     if ds.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key) {
-        let plan = plan(&ds, &nodes, &by_node, &hash, now).map_err(Error::Strategy)?;
+        let mut plan = plan(&ds, &nodes, &by_node, &hash, now).map_err(Error::Strategy)?;
+        // Failed pods go with a per-node backoff: a kubelet that keeps
+        // rejecting the pod must not make a hot loop.
+        plan.delete.retain(|p| {
+            if pods::phase(p) != "Failed" {
+                return true;
+            }
+            let node = eligibility::node_of(p).unwrap_or_default();
+            match ctx
+                .failed_pods
+                .lock()
+                .expect("failed pods")
+                .next(&format!("{key}/{node}"), now)
+            {
+                Ok(()) => true,
+                Err(wait) => {
+                    backing_off = Some(backing_off.map_or(wait, |w: Duration| w.min(wait)));
+                    false
+                }
+            }
+        });
         if let Err(e) = apply(&ctx, &ds, &hash, plan).await {
             manage_error = Some(e);
         }
@@ -455,11 +510,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         && live
             .iter()
             .any(|p| pods::is_ready(p) && !pods::is_available(p, min_ready, now));
-    let requeue = if waiting {
+    let mut requeue = if waiting {
         Duration::from_secs(min_ready as u64 + 1).min(ctx.resync)
     } else {
         ctx.resync
     };
+    if let Some(wait) = backing_off {
+        requeue = requeue.min(wait);
+    }
     Ok(Action::requeue(requeue))
 }
 
@@ -649,6 +707,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             expectations,
             resync: ctx.resync_period(),
             backoff: Backoff::default(),
+            failed_pods: std::sync::Mutex::default(),
         });
         controller
             .reconcile_on(pod_events)
@@ -768,6 +827,19 @@ mod tests {
         let p = plan(&d, &nodes, &by_node, "new", Timestamp::now()).unwrap();
         assert_eq!(names(&p.delete), vec!["a"]);
         assert!(p.create.is_empty(), "the surge budget is in use");
+    }
+
+    #[test]
+    fn failed_pods_are_deleted_with_a_doubling_wait_per_node() {
+        let mut b = FailedPodBackoff::default();
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        assert_eq!(b.next("ds/a", t(0)), Ok(()));
+        assert_eq!(b.next("ds/a", t(0)), Err(Duration::from_secs(1)));
+        assert_eq!(b.next("ds/b", t(0)), Ok(()), "nodes back off apart");
+        assert_eq!(b.next("ds/a", t(1)), Ok(()));
+        assert_eq!(b.next("ds/a", t(2)), Err(Duration::from_secs(1)));
+        assert_eq!(b.next("ds/a", t(3)), Ok(()));
+        assert_eq!(b.next("ds/a", t(4)), Err(Duration::from_secs(3)));
     }
 
     #[test]

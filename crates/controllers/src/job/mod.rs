@@ -26,9 +26,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use skiff_api_types::selector::LabelSelector;
 use tracing::{debug, info, warn};
@@ -91,11 +92,26 @@ struct Ctx {
     /// resourceVersions that write made stale. A cache still showing one
     /// of those would have the job count again what it has counted.
     written: Mutex<HashMap<String, Written>>,
+    recorder: Recorder,
     resync: Duration,
     backoff: Backoff,
 }
 
 impl Ctx {
+    /// Records an event about the job (`kubectl describe job` shows them).
+    async fn event(&self, job: &Job, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &job.object_ref(&())).await {
+            debug!(error = %e, "publishing an event");
+        }
+    }
+
     /// The newest copy of the job: the cached one, unless this controller
     /// has written a newer one the cache has not shown yet.
     fn newest(&self, cached: Arc<Job>) -> Arc<Job> {
@@ -533,12 +549,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             &mut conditions,
             new_condition(target, "True", reason, message, now),
         );
-        if let Err(e) = delete_pods(&ctx, &pod_api, &key, &active).await {
+        if let Err(e) = delete_pods(&ctx, &pod_api, &job, &active).await {
             manage_error = Some(e);
         }
         active.clear();
     } else if suspended {
-        if let Err(e) = delete_pods(&ctx, &pod_api, &key, &active).await {
+        if let Err(e) = delete_pods(&ctx, &pod_api, &job, &active).await {
             manage_error = Some(e);
         }
         active.clear();
@@ -584,7 +600,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     &ctx,
                     &job,
                     &pod_api,
-                    &key,
                     &active,
                     &claimed,
                     &completed_idx,
@@ -600,7 +615,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     None if succeeded > 0 => 0,
                     None => parallelism,
                 };
-                manage_non_indexed(&ctx, &job, &pod_api, &key, &active, want, busy, wait).await
+                manage_non_indexed(&ctx, &job, &pod_api, &active, want, busy, wait).await
             };
             match outcome {
                 Ok(Some(w)) => requeue = requeue.min(w + Duration::from_millis(100)),
@@ -681,6 +696,13 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             completion_time = Some(now);
         }
         info!(job = %name, %namespace, condition = *final_type, reason = %reason, "job finished");
+        if *final_type == "Complete" {
+            ctx.event(&job, EventType::Normal, "Completed", "Job completed".into())
+                .await;
+        } else {
+            ctx.event(&job, EventType::Warning, reason, message.clone())
+                .await;
+        }
     }
     let ready = active.iter().filter(|p| pods::is_ready(p)).count() as i32;
     let or_null = |n: i32| if n == 0 { Value::Null } else { json!(n) };
@@ -814,12 +836,13 @@ fn index_failures(pod: &Pod) -> i32 {
 async fn delete_pods(
     ctx: &Ctx,
     api: &Api<Pod>,
-    key: &str,
+    job: &Job,
     doomed: &[Arc<Pod>],
 ) -> Result<(), Error> {
     if doomed.is_empty() {
         return Ok(());
     }
+    let key = &job.uid().unwrap_or_default();
     ctx.expectations
         .expect_deletions(key, doomed.iter().map(|p| uid(p)));
     let results = future::join_all(doomed.iter().map(|p| async move {
@@ -836,10 +859,17 @@ async fn delete_pods(
     .await;
     let mut first = None;
     for (p, r) in doomed.iter().zip(results) {
-        if let Err(e) = r {
-            ctx.expectations.deletion_observed(key, &uid(p));
-            if !framework::is_not_found(&e) {
-                first.get_or_insert(Error::Delete(e));
+        match r {
+            Ok(()) => {
+                let note = format!("Deleted pod: {}", p.name_any());
+                ctx.event(job, EventType::Normal, "SuccessfulDelete", note)
+                    .await;
+            }
+            Err(e) => {
+                ctx.expectations.deletion_observed(key, &uid(p));
+                if !framework::is_not_found(&e) {
+                    first.get_or_insert(Error::Delete(e));
+                }
             }
         }
     }
@@ -847,11 +877,12 @@ async fn delete_pods(
 }
 
 /// Creates `pods` in slow-start batches.
-async fn create_pods(ctx: &Ctx, api: &Api<Pod>, key: &str, pods: Vec<Pod>) -> Result<(), Error> {
+async fn create_pods(ctx: &Ctx, api: &Api<Pod>, job: &Job, pods: Vec<Pod>) -> Result<(), Error> {
     let count = pods.len();
     if count == 0 {
         return Ok(());
     }
+    let key = &job.uid().unwrap_or_default();
     ctx.expectations.expect_creations(key, count);
     let queue = Mutex::new(pods.into_iter());
     let (created, error) = slow_start_batch(count, 1, || {
@@ -859,7 +890,12 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, key: &str, pods: Vec<Pod>) -> Re
         async move {
             let Some(pod) = pod else { return Ok(()) };
             match api.create(&PostParams::default(), &pod).await {
-                Ok(_) => Ok(()),
+                Ok(created) => {
+                    let note = format!("Created pod: {}", created.name_any());
+                    ctx.event(job, EventType::Normal, "SuccessfulCreate", note)
+                        .await;
+                    Ok(())
+                }
                 Err(e) if framework::is_namespace_terminating(&e) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -882,7 +918,6 @@ async fn manage_non_indexed(
     ctx: &Ctx,
     job: &Job,
     api: &Api<Pod>,
-    key: &str,
     active: &[Arc<Pod>],
     want: i32,
     busy: i32,
@@ -899,7 +934,7 @@ async fn manage_non_indexed(
         });
         let surplus = active.len() - want.max(0) as usize;
         ranked.truncate(surplus);
-        delete_pods(ctx, api, key, &ranked).await?;
+        delete_pods(ctx, api, job, &ranked).await?;
         return Ok(None);
     }
     let missing = (want - busy).max(0) as usize;
@@ -909,7 +944,7 @@ async fn manage_non_indexed(
     if let Some(w) = wait {
         return Ok(Some(w));
     }
-    create_pods(ctx, api, key, vec![pod_for(job, None, 0); missing]).await?;
+    create_pods(ctx, api, job, vec![pod_for(job, None, 0); missing]).await?;
     Ok(None)
 }
 
@@ -918,7 +953,6 @@ async fn manage_indexed(
     ctx: &Ctx,
     job: &Job,
     api: &Api<Pod>,
-    key: &str,
     active: &[Arc<Pod>],
     all: &[Arc<Pod>],
     completed: &BTreeSet<i32>,
@@ -955,7 +989,7 @@ async fn manage_indexed(
         );
     }
     if !doomed.is_empty() {
-        delete_pods(ctx, api, key, &doomed).await?;
+        delete_pods(ctx, api, job, &doomed).await?;
         return Ok(None);
     }
     let mut taken: BTreeSet<i32> = completed | failed;
@@ -980,7 +1014,7 @@ async fn manage_indexed(
             pod_for(job, Some(i), failures)
         })
         .collect();
-    create_pods(ctx, api, key, new_pods).await?;
+    create_pods(ctx, api, job, new_pods).await?;
     Ok(None)
 }
 
@@ -1093,12 +1127,19 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             })
         };
         let state = Arc::new(Ctx {
-            client,
+            client: client.clone(),
             pods,
             expectations,
             records: Mutex::default(),
             counted: Mutex::default(),
             written: Mutex::default(),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: NAME.into(),
+                    instance: None,
+                },
+            ),
             resync: ctx.resync_period(),
             backoff: Backoff::default(),
         });
