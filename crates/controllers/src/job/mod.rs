@@ -633,7 +633,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     if old_s != unc_s || old_f != unc_f {
         let mut patch =
-            json!({"status": {"uncountedTerminatedPods": {"succeeded": unc_s, "failed": unc_f}}});
+            json!({"status": {"uncountedTerminatedPods": uncounted_json(&unc_s, &unc_f)}});
         if indexed {
             patch["status"]["completedIndexes"] = json!(indexes(&completed_idx));
             if per_index.is_some() {
@@ -712,7 +712,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         "terminating": terminating,
         "succeeded": or_null(status.succeeded.unwrap_or(0) + moved_s),
         "failed": or_null(status.failed.unwrap_or(0) + moved_f),
-        "uncountedTerminatedPods": {"succeeded": unc_s, "failed": unc_f},
+        "uncountedTerminatedPods": uncounted_json(&unc_s, &unc_f),
         "conditions": if conditions.is_empty() { Value::Null } else { json!(conditions) },
         "startTime": start_time.map(Time),
         "completionTime": completion_time.map(Time),
@@ -738,6 +738,18 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     ctx.backoff.succeeded(&key);
     Ok(Action::requeue(requeue))
+}
+
+/// `uncountedTerminatedPods` as upstream writes it: empty lists left out.
+fn uncounted_json(succeeded: &BTreeSet<String>, failed: &BTreeSet<String>) -> Value {
+    let list = |set: &BTreeSet<String>| {
+        if set.is_empty() {
+            Value::Null
+        } else {
+            json!(set)
+        }
+    };
+    json!({"succeeded": list(succeeded), "failed": list(failed)})
 }
 
 /// Whether the patch would change the job's status.

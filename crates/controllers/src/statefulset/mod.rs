@@ -401,7 +401,10 @@ async fn manage(
             }
             Some(p) => {
                 ctx.ensure_claims(set, ordinal, Some(p), false).await?;
-                if !running_and_ready(p) || terminating(p) {
+                let min_ready = spec.min_ready_seconds.unwrap_or(0);
+                let healthy =
+                    running_and_ready(p) && pods::is_available(p, min_ready, Timestamp::now());
+                if !healthy || terminating(p) {
                     all_healthy = false;
                     if ordered {
                         return Ok(());
