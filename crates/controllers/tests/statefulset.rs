@@ -172,6 +172,32 @@ async fn a_stateful_set_scales_up_in_order_with_claims_and_rolls_above_its_parti
     assert_eq!(s.current_revision, s.update_revision);
     assert_eq!(s.current_replicas, Some(3));
 
+    // kubectl rollout undo brings the first template back.
+    let (ok, out) = c
+        .kubectl(&["-n", "sts", "rollout", "undo", "statefulset/web"])
+        .await;
+    assert!(ok, "rollout undo: {out}");
+    let (ok, out) = c
+        .kubectl(&[
+            "-n",
+            "sts",
+            "rollout",
+            "status",
+            "statefulset/web",
+            "--timeout=30s",
+        ])
+        .await;
+    assert!(ok, "rollout status after undo: {out}");
+    eventually("the first image back", SOON, || async {
+        let pods = pods_of(&c.client, "web").await;
+        (pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p.1 == "busybox:1" && p.3 == first_revision))
+        .then_some(())
+    })
+    .await;
+
     // Scale down: from the top; the claims stay (Retain).
     api.patch(
         "web",

@@ -558,7 +558,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             manage_error = Some(e);
         }
         active.clear();
-        start_time = None;
         set_condition(
             &mut conditions,
             new_condition("Suspended", "True", "JobSuspended", "Job suspended", now),
@@ -572,6 +571,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 &mut conditions,
                 new_condition("Suspended", "False", "JobResumed", "Job resumed", now),
             );
+            // A resumed job's activeDeadlineSeconds counts from now.
+            start_time = Some(now);
         }
         let record = {
             let mut records = ctx.records.lock().expect("records");
