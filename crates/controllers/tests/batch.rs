@@ -1,6 +1,7 @@
 //! The Job and CronJob controllers against a real API server, with a
 //! simulated kubelet that runs each pod to completion: it exits with the
-//! code in the pod's `exit-code` label (0 when absent).
+//! code in the pod's `exit-code` label (0 when absent), or fails the pods
+//! of the completion index in its `fail-index` label.
 
 mod common;
 
@@ -91,11 +92,16 @@ async fn act(client: &Client, pod: Pod, run_for: Duration) {
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&running))
         .await;
     tokio::time::sleep(run_for).await;
-    let code: i32 = pod
+    let mut code: i32 = pod
         .labels()
         .get("exit-code")
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
+    // `fail-index`: only the pods of that completion index fail.
+    if let Some(i) = pod.labels().get("fail-index") {
+        let index = pod.labels().get("batch.kubernetes.io/job-completion-index");
+        code = i32::from(index == Some(i));
+    }
     let now = Timestamp::now().to_string();
     let done = json!({"status": {
         "phase": if code == 0 { "Succeeded" } else { "Failed" },
@@ -479,6 +485,45 @@ async fn deleting_a_running_job_lets_its_pods_go() {
             .then_some(())
     })
     .await;
+    manager.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_out_of_retries_fails_alone_and_the_job_after_the_rest() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&["job-controller"]));
+    c.namespace("jobs").await;
+    let _agent = BatchAgent::start(&c.client, Duration::from_millis(100));
+    let api: Api<Job> = Api::namespaced(c.client.clone(), "jobs");
+    let mut j = job(
+        "per-index",
+        json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+               "backoffLimitPerIndex": 0}),
+        0,
+    );
+    let template = j.spec.as_mut().unwrap().template.metadata.as_mut().unwrap();
+    template
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("fail-index".into(), "1".into());
+    api.create(&PostParams::default(), &j).await.unwrap();
+    let done = eventually("the job to fail", SOON, || async {
+        let j = api.get("per-index").await.unwrap();
+        has_condition(&j, "Failed").map(|_| j)
+    })
+    .await;
+    assert_eq!(
+        has_condition(&done, "Failed").as_deref(),
+        Some("FailedIndexes")
+    );
+    let s = done.status.unwrap();
+    assert_eq!(s.failed_indexes.as_deref(), Some("1"));
+    assert_eq!(s.completed_indexes.as_deref(), Some("0,2"));
+    assert_eq!((s.succeeded, s.failed), (Some(2), Some(1)));
+    // No retry for index 1: three pods in all.
+    assert_eq!(job_pods(&c.client, "jobs", "per-index").await.len(), 3);
     manager.stop().await;
     c.stop().await;
 }
