@@ -527,3 +527,90 @@ async fn an_index_out_of_retries_fails_alone_and_the_job_after_the_rest() {
     manager.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_keeps_only_its_newest_finished_jobs() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&["cronjob-controller"]));
+    c.namespace("cron").await;
+    let api: Api<CronJob> = Api::namespaced(c.client.clone(), "cron");
+    let cj: CronJob = serde_json::from_value(json!({
+        "metadata": {"name": "tidy"},
+        "spec": {"schedule": "@hourly", "suspend": true,
+            "successfulJobsHistoryLimit": 2, "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": {"template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}}}
+    }))
+    .unwrap();
+    let cj = api.create(&PostParams::default(), &cj).await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "cron");
+    // Finished jobs of the cron job, oldest first: four succeeded, two failed.
+    for (i, ok) in [true, true, false, true, false, true]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("tidy-{i}");
+        let j: Job = serde_json::from_value(json!({
+            "metadata": {"name": name, "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "CronJob", "name": "tidy",
+                "uid": cj.uid().unwrap(), "controller": true}]},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox"}]}}},
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &j).await.unwrap();
+        let start = format!("2024-01-01T0{i}:00:00Z");
+        let end = format!("2024-01-01T0{i}:30:00Z");
+        let (target, last, reason) = if ok {
+            ("SuccessCriteriaMet", "Complete", "CompletionsReached")
+        } else {
+            ("FailureTarget", "Failed", "BackoffLimitExceeded")
+        };
+        let conditions = json!([
+            {"type": target, "status": "True", "reason": reason, "message": "m", "lastTransitionTime": end},
+            {"type": last, "status": "True", "reason": reason, "message": "m", "lastTransitionTime": end},
+        ]);
+        let mut status = json!({"startTime": start, "conditions": conditions,
+            "succeeded": i32::from(ok), "failed": i32::from(!ok)});
+        if ok {
+            status["completionTime"] = json!(end);
+        }
+        jobs.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap();
+    }
+    // Any change to the cron job makes it look at its jobs again.
+    api.patch(
+        "tidy",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    let left = eventually("the history trimmed", SOON, || async {
+        let mut names: Vec<String> = jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .map(|j| j.name_any())
+            .collect();
+        names.sort();
+        (names.len() == 3).then_some(names)
+    })
+    .await;
+    assert_eq!(left, ["tidy-3", "tidy-4", "tidy-5"]);
+    let status = api.get("tidy").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.last_successful_time.unwrap().0.to_string(),
+        "2024-01-01T05:30:00Z"
+    );
+    manager.stop().await;
+    c.stop().await;
+}
