@@ -287,6 +287,21 @@ async fn a_parallel_set_starts_at_its_first_ordinal_and_hands_claims_to_the_gc()
         (pods.len() == 2 && to_pod).then_some(())
     })
     .await;
+    // Scaled back up before the claim went: the new db-7 gets it back.
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    eventually("db-7 back with its claim", SOON, || async {
+        let pods = pods_of(&c.client, "db").await;
+        let claim = claims.get("data-db-7").await.unwrap();
+        let to_pod = claim.owner_references().iter().any(|r| r.kind == "Pod");
+        (pods.len() == 3 && !to_pod).then_some(())
+    })
+    .await;
     manager.stop().await;
     c.stop().await;
 }

@@ -295,6 +295,12 @@ impl Ctx {
             let before = refs.clone();
             let by_set = policy.when_deleted.as_deref() == Some("Delete");
             refs.retain(|r| r.uid != set_ref.uid || by_set);
+            // A claim handed to its condemned pod is taken back if the set
+            // scales up again before the pod is gone.
+            let pod_name = format!("{}-{ordinal}", set.name_any());
+            if !condemned {
+                refs.retain(|r| !(r.kind == "Pod" && r.api_version == "v1" && r.name == pod_name));
+            }
             if by_set && !refs.iter().any(|r| r.uid == set_ref.uid) {
                 refs.push(set_ref.clone());
             }
