@@ -614,3 +614,46 @@ async fn a_cron_job_keeps_only_its_newest_finished_jobs() {
     manager.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
+    let c = Cluster::start().await;
+    let manager = Manager::start(c.config(&["job-controller"]));
+    c.namespace("jobs").await;
+    let _agent = BatchAgent::start(&c.client, Duration::from_secs(600));
+    let api: Api<Job> = Api::namespaced(c.client.clone(), "jobs");
+    api.create(
+        &PostParams::default(),
+        &job(
+            "slow",
+            json!({"activeDeadlineSeconds": 2, "parallelism": 2, "completions": 2}),
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    let done = eventually("the job to fail", SOON, || async {
+        let j = api.get("slow").await.unwrap();
+        has_condition(&j, "Failed").map(|_| j)
+    })
+    .await;
+    assert_eq!(
+        has_condition(&done, "Failed").as_deref(),
+        Some("DeadlineExceeded")
+    );
+    let s = done.status.unwrap();
+    assert_eq!(s.active, None);
+    assert!(
+        s.completion_time.is_none(),
+        "only a complete job has a completion time"
+    );
+    eventually("its pods gone", SOON, || async {
+        job_pods(&c.client, "jobs", "slow")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    manager.stop().await;
+    c.stop().await;
+}
