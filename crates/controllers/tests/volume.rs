@@ -252,11 +252,11 @@ async fn the_host_path_provisioner_waits_for_the_first_consumer_and_deletes_what
     let later = bound_claim(&claims, "later").await;
     assert!(later.spec.unwrap().volume_name.unwrap().starts_with("pvc-"));
 
-    // A claim in use by a pod is kept until the pod goes.
+    // A claim in use by a scheduled pod is kept until the pod goes.
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "vol");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "user"},
-        "spec": {"containers": [{"name": "app", "image": "busybox"}],
+        "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "busybox"}],
                  "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
     }))
     .unwrap();

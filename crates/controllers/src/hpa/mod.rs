@@ -33,7 +33,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_api_types::quantity::{Format, Quantity};
 use skiff_api_types::selector::LabelSelector;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::cache::Cache;
 use crate::framework::Context;
@@ -112,19 +112,9 @@ async fn resolve(ctx: &Ctx, api_version: &str, kind: &str) -> Result<ApiResource
         None => ("", api_version),
     };
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (ar, caps) = kube::discovery::pinned_kind(&ctx.client, &gvk)
+    let (ar, _) = kube::discovery::pinned_kind(&ctx.client, &gvk)
         .await
         .map_err(|e| format!("unable to determine resource for scale target reference: {e}"))?;
-    if !caps
-        .subresources
-        .iter()
-        .any(|(s, _)| s.plural == format!("{}/scale", ar.plural) || s.plural == "scale")
-    {
-        debug!(
-            kind,
-            "no scale subresource found in discovery; trying it anyway"
-        );
-    }
     ctx.resources
         .lock()
         .expect("resources lock")

@@ -59,10 +59,17 @@ pub(crate) fn claims_of(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
-/// Whether the pod still needs its volumes: it has not finished.
-fn pod_active(pod: &Pod) -> bool {
+/// Whether the pod holds its claims: scheduled (a kubelet refuses to start
+/// a pod whose claim is being deleted, so an unscheduled pod never gets
+/// it) and not finished, as upstream.
+fn pod_uses_claims(pod: &Pod) -> bool {
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed"))
+    scheduled && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// The finalizers without `finalizer`, if it is there.
@@ -124,7 +131,7 @@ async fn sync_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Result<
     let user = list
         .items
         .iter()
-        .find(|p| pod_active(p) && claims_of(p).contains(&name));
+        .find(|p| pod_uses_claims(p) && claims_of(p).contains(&name));
     if let Some(user) = user {
         debug!(claim = %key, pod = %user.name_any(), "claim still in use; keeping its finalizer");
         return Ok(Action::await_change());
@@ -181,7 +188,7 @@ pub(crate) fn start_pvc(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let (_pods, pod_events) = ctx.informers.pods.subscribe(|change: &Changed<Pod>| {
             let pod = change.latest();
-            let ended = matches!(change, Changed::Deleted(_)) || !pod_active(pod);
+            let ended = matches!(change, Changed::Deleted(_)) || !pod_uses_claims(pod);
             let ns = pod.namespace().unwrap_or_default();
             let claims = if ended { claims_of(pod) } else { Vec::new() };
             claims
@@ -242,7 +249,7 @@ mod tests {
     fn a_pod_uses_its_claims_and_its_ephemeral_volumes_claims() {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "web-0"},
-            "spec": {"containers": [], "volumes": [
+            "spec": {"nodeName": "n1", "containers": [], "volumes": [
                 {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}},
                 {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
                 {"name": "tmp", "emptyDir": {}},
@@ -250,7 +257,18 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(claims_of(&pod), ["data-web-0", "web-0-scratch"]);
-        assert!(pod_active(&pod));
+        assert!(pod_uses_claims(&pod));
+        let unscheduled = Pod {
+            spec: pod
+                .spec
+                .clone()
+                .map(|s| k8s_openapi::api::core::v1::PodSpec {
+                    node_name: None,
+                    ..s
+                }),
+            ..pod
+        };
+        assert!(!pod_uses_claims(&unscheduled));
     }
 
     #[test]
