@@ -157,6 +157,45 @@ async fn a_claim_binds_to_the_smallest_fitting_volume_which_is_released_after() 
             .is_none()
     );
 
+    // WaitForFirstConsumer without a provisioner: the claim waits; the
+    // scheduler then pre-binds a volume (claimRef) and names the node, and
+    // the binder completes the binding.
+    create_class(
+        &c.client,
+        "local",
+        "kubernetes.io/no-provisioner",
+        "WaitForFirstConsumer",
+        false,
+    )
+    .await;
+    create_pv(&c.client, "local-pv", "1Gi", "local").await;
+    let local = create_claim(&c.client, "vol", "local-claim", "1Gi", Some("local")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting = claims.get("local-claim").await.unwrap();
+    assert_eq!(phase_of_claim(&waiting), "Pending");
+    assert!(waiting.spec.unwrap().volume_name.is_none());
+    pvs.patch(
+        "local-pv",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "namespace": "vol", "name": "local-claim", "uid": local.metadata.uid}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    claims
+        .patch(
+            "local-claim",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "volume.kubernetes.io/selected-node": "node-a"}}})),
+        )
+        .await
+        .unwrap();
+    let bound = bound_claim(&claims, "local-claim").await;
+    assert_eq!(bound.spec.unwrap().volume_name.as_deref(), Some("local-pv"));
+
     // Manually made volumes are retained: the claim's deletion releases it.
     claims
         .delete("data", &DeleteParams::default())
