@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
@@ -276,6 +276,31 @@ async fn an_hpa_scales_a_deployment_up_on_high_cpu_and_reports_why() {
         Some("New size: 4; reason: cpu resource utilization (percentage of request) above target")
     );
     assert_eq!(rescale.regarding.unwrap().name.as_deref(), Some("web"));
+
+    // Idle again, with a behavior: no stabilization window, but at most one
+    // pod removed per minute.
+    kubelet.cpu_nanocores.store(10_000_000, Ordering::SeqCst);
+    hpas.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let h = eventually("a scale-down by one pod", SOON, || async {
+        let h = hpas.get("web").await.unwrap();
+        (condition(&h, "ScalingLimited") == Some(("True", "ScaleDownLimit"))).then_some(h)
+    })
+    .await;
+    assert_eq!(h.status.as_ref().unwrap().observed_generation, Some(2));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
 
     // No external metrics API: the HPA is not active, and scales nothing.
     let external = json!([{"type": "External", "external": {"metric": {"name": "queue_depth"},
