@@ -407,10 +407,15 @@ async fn sync(ctx: &Ctx, hpa: &HorizontalPodAutoscaler) -> Result<(), kube::Erro
     let target = &spec.scale_target_ref;
     let api_version = target.api_version.clone().unwrap_or_default();
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &ns);
+    // Written only when it changed, as upstream.
     let write_status = |status: HorizontalPodAutoscalerStatus| {
         let hpas = hpas.clone();
         let name = hpa.name_any();
+        let unchanged = hpa.status.as_ref() == Some(&status);
         async move {
+            if unchanged {
+                return Ok(());
+            }
             hpas.patch_status(
                 &name,
                 &PatchParams::default(),
