@@ -193,6 +193,9 @@ async fn an_hpa_scales_a_deployment_up_on_high_cpu_and_reports_why() {
     // reports a sample taken now: without this the first 5 minutes'
     // samples, less than one window after readiness, are not trusted.
     config.horizontal_pod_autoscaler_cpu_initialization_period = Duration::ZERO;
+    // As the controller manager's user: its writes are checked against
+    // the RBAC roles a real cluster gives it.
+    config.kube.auth_info.impersonate = Some("system:kube-controller-manager".into());
     let manager = Manager::start(config);
     c.namespace("auto").await;
     let _agent = NodeAgent::start(

@@ -12,6 +12,13 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// The controllers act as the controller manager's user, so that their
+/// writes are checked against the RBAC roles a real cluster gives them.
+fn as_controller_manager(mut config: skiff_controllers::Config) -> skiff_controllers::Config {
+    config.kube.auth_info.impersonate = Some("system:kube-controller-manager".into());
+    config
+}
+
 const CONTROLLERS: &[&str] = &[
     "persistentvolume-binder-controller",
     "persistentvolumeclaim-protection-controller",
@@ -92,7 +99,7 @@ async fn bound_claim(api: &Api<PersistentVolumeClaim>, name: &str) -> Persistent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_binds_to_the_smallest_fitting_volume_which_is_released_after() {
     let c = Cluster::start().await;
-    let manager = Manager::start(c.config(CONTROLLERS));
+    let manager = Manager::start(as_controller_manager(c.config(CONTROLLERS)));
     c.namespace("vol").await;
     create_pv(&c.client, "small", "1Gi", "").await;
     create_pv(&c.client, "big", "5Gi", "").await;
@@ -219,7 +226,7 @@ async fn the_host_path_provisioner_waits_for_the_first_consumer_and_deletes_what
     let mut config = c.config(CONTROLLERS);
     config.enable_hostpath_provisioner = true;
     config.hostpath_provisioner_dir = dir.path().to_owned();
-    let manager = Manager::start(config);
+    let manager = Manager::start(as_controller_manager(config));
     c.namespace("vol").await;
     create_class(
         &c.client,

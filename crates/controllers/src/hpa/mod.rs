@@ -24,7 +24,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, Store};
@@ -416,13 +416,13 @@ async fn sync(ctx: &Ctx, hpa: &HorizontalPodAutoscaler) -> Result<(), kube::Erro
             if unchanged {
                 return Ok(());
             }
-            hpas.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map(|_| ())
+            // An update, not a patch: what the HPA controller's RBAC role
+            // allows.
+            let mut updated = hpa.clone();
+            updated.status = Some(status);
+            hpas.replace_status(&name, &PostParams::default(), &updated)
+                .await
+                .map(|_| ())
         }
     };
 
@@ -631,9 +631,10 @@ async fn sync(ctx: &Ctx, hpa: &HorizontalPodAutoscaler) -> Result<(), kube::Erro
 
     let mut last_scale_time = old_status.last_scale_time.clone();
     if desired != current {
-        let patch = json!({"spec": {"replicas": desired}});
+        let mut updated = scale.clone();
+        updated.spec.get_or_insert_with(Default::default).replicas = Some(desired);
         match scale_api
-            .patch_scale(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .replace_scale(&target.name, &PostParams::default(), &updated)
             .await
         {
             Ok(_) => {

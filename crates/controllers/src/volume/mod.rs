@@ -14,16 +14,18 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    PersistentVolumeStatus,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::framework::{self, Backoff, Context};
@@ -143,16 +145,15 @@ async fn set_claim_phase(
     }
     let api: Api<PersistentVolumeClaim> =
         Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
-    api.patch_status(
-        &claim.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": phase}})),
-    )
-    .await
-    .map_err(api_err(format!(
-        "setting claim {} phase {phase}",
-        claim.name_any()
-    )))?;
+    // Updates, not patches: what the binder's RBAC role allows.
+    let mut updated = claim.clone();
+    updated.status.get_or_insert_with(Default::default).phase = Some(phase.into());
+    api.replace_status(&claim.name_any(), &PostParams::default(), &updated)
+        .await
+        .map_err(api_err(format!(
+            "setting claim {} phase {phase}",
+            claim.name_any()
+        )))?;
     Ok(())
 }
 
@@ -169,19 +170,19 @@ async fn set_volume_phase(
         return Ok(());
     }
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    api.patch_status(
-        &pv.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"status": {"phase": phase, "message": message, "lastPhaseTransitionTime": now}}),
-        ),
-    )
-    .await
-    .map_err(api_err(format!(
-        "setting volume {} phase {phase}",
-        pv.name_any()
-    )))?;
+    let mut updated = pv.clone();
+    updated.status = Some(PersistentVolumeStatus {
+        phase: Some(phase.into()),
+        message: message.map(String::from),
+        reason: None,
+        last_phase_transition_time: Some(Time(Timestamp::now())),
+    });
+    api.replace_status(&pv.name_any(), &PostParams::default(), &updated)
+        .await
+        .map_err(api_err(format!(
+            "setting volume {} phase {phase}",
+            pv.name_any()
+        )))?;
     Ok(())
 }
 
@@ -219,12 +220,9 @@ async fn bind(
             )))?;
     }
     if let Some(status) = bound_claim_status(&claim, &pv) {
+        claim.status = Some(status);
         claims
-            .patch_status(
-                &claim.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
+            .replace_status(&claim.name_any(), &PostParams::default(), &claim)
             .await
             .map_err(api_err(format!(
                 "setting claim {} status",

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::cache::Changed;
@@ -88,14 +87,17 @@ async fn remove_finalizer<K>(
     finalizers: Vec<String>,
 ) -> Result<(), kube::Error>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.meta().resource_version}});
+    // An update, not a patch: what the protection controllers' RBAC roles
+    // allow; the cached resourceVersion guards the decision.
+    let mut updated = obj.clone();
+    updated.meta_mut().finalizers = Some(finalizers);
     match api
-        .patch(
+        .replace(
             &obj.meta().name.clone().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
+            &PostParams::default(),
+            &updated,
         )
         .await
     {
