@@ -29,8 +29,9 @@ test:
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
 ## the API server benchmark (both stores, beside raw store creates; the
 ## open-files limit is raised for the 1,000-watcher fan-out), the cost of
-## authentication and RBAC, and the kubelet's (pod startup on a real
-## containerd, memory, hollow nodes).
+## authentication and RBAC, the kubelet's (pod startup on a real
+## containerd, memory, hollow nodes), and the scheduler's (upstream's
+## scheduler_perf workloads at 5,000 nodes, beside the bind ceiling).
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
 	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
@@ -38,6 +39,7 @@ bench: prereqs
 	$(CARGO) build --release -p skiff-apiserver -p skiff-kubelet
 	scripts/build-images.sh
 	$(CARGO) bench -p skiff-kubelet --bench kubelet
+	ulimit -n "$$(ulimit -Hn)" && SKIFF_BENCH_NODES=5000 SKIFF_BENCH_PODS=10000 $(CARGO) bench -p skiff-scheduler --bench scheduler
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1,6 +1,7 @@
 //! Discovery: `/api`, `/apis`, `/apis/<group>`, `/api/v1`, `/apis/<g>/<v>`,
 //! and aggregated discovery (`apidiscovery.k8s.io/v2`
-//! `APIGroupDiscoveryList`) on `/api` and `/apis`, all from the registry.
+//! `APIGroupDiscoveryList`) on `/api` and `/apis`, from the registry, the
+//! CRDs and the metrics API.
 
 use http::{HeaderMap, Response, header};
 use serde_json::{Value, json};
@@ -105,7 +106,8 @@ fn group_version(group: &str, version: &str) -> String {
     }
 }
 
-/// A served group: the built-in ones, then those CRDs add.
+/// A served group: the built-in ones, then those CRDs add, then the
+/// resource metrics API.
 struct Group {
     name: String,
     /// Preferred first.
@@ -126,14 +128,23 @@ fn groups(crds: &Crds) -> Vec<Group> {
         .into_iter()
         .filter(|(name, _)| registry::groups().iter().all(|g| g.name != name))
         .map(|(name, versions)| Group { name, versions });
-    builtin.chain(custom).collect()
+    let metrics = Group {
+        name: crate::metrics_api::GROUP.to_owned(),
+        versions: vec![crate::metrics_api::VERSION.to_owned()],
+    };
+    builtin.chain(custom).chain([metrics]).collect()
 }
 
-/// The resources of one group-version, built-in or CRD-defined.
+/// The resources of one group-version: built-in, CRD-defined or metrics.
 fn resources_in(crds: &Crds, group: &str, version: &str) -> Vec<&'static ResourceInfo> {
     let mut all: Vec<&'static ResourceInfo> = registry::resources_in(group, version).collect();
     all.extend(
         crds.all()
+            .into_iter()
+            .filter(|r| r.group == group && r.version == version),
+    );
+    all.extend(
+        crate::metrics_api::resources()
             .into_iter()
             .filter(|r| r.group == group && r.version == version),
     );

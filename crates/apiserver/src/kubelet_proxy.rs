@@ -260,6 +260,47 @@ impl KubeletClient {
         })
     }
 
+    /// GETs `path` from a node's kubelet and parses the JSON it answers
+    /// (for the metrics API's `/stats/summary` reads).
+    pub(crate) async fn get_json(
+        &self,
+        api: &Api,
+        node_name: &str,
+        path: &str,
+    ) -> Result<Value, String> {
+        let endpoint = self.locate(api, node_name).await.map_err(|e| e.message)?;
+        let fetch = async {
+            let mut sender = self
+                .open::<Empty<Bytes>>(&endpoint)
+                .await
+                .map_err(|e| e.to_string())?;
+            let request = Request::get(path)
+                .header(header::HOST, endpoint.authority())
+                .body(Empty::new())
+                .map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), 64 << 20)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ));
+            }
+            serde_json::from_slice(&body).map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(self.timeout, fetch)
+            .await
+            .map_err(|_| format!("Get {:?}: i/o timeout", endpoint.url(path)))?
+    }
+
     /// Connects to an endpoint and starts an HTTP/1.1 client connection on
     /// it (with upgrades).
     async fn open<B>(&self, endpoint: &Endpoint) -> Result<SendRequest<B>, std::io::Error>

@@ -24,6 +24,7 @@ mod fuzz_tests;
 mod http_util;
 mod kubelet_proxy;
 mod metrics;
+mod metrics_api;
 mod openapi;
 mod patch;
 pub mod pki;
@@ -182,6 +183,7 @@ impl Api {
     ) -> Option<&'static skiff_api_types::registry::ResourceInfo> {
         skiff_api_types::registry::lookup(group, version, plural)
             .or_else(|| self.crds.lookup(group, version, plural))
+            .or_else(|| crate::metrics_api::lookup(group, version, plural))
     }
 }
 

@@ -108,6 +108,9 @@ async fn handle(
     if namespace_segment && !resource.namespaced {
         return http_util::error(&ApiError::no_route());
     }
+    if resource.group == crate::metrics_api::GROUP {
+        return crate::metrics_api::serve(api, req.method(), info, query).await;
+    }
     // Logs, exec, attach, port-forward and node proxy stream to a kubelet.
     if let Some(route) = crate::kubelet_proxy::Route::of(resource, info) {
         return crate::kubelet_proxy::serve(api, req, info, route).await;

@@ -2,7 +2,8 @@
 //! logs, exec (an HTTP upgrade relayed byte for byte) and the node proxy —
 //! end to end: a real server in-process, and a fake kubelet (HTTPS with a
 //! self-signed certificate, client certificates checked against the cluster
-//! CA) that records what reaches it, behind a Node whose status points at it.
+//! CA) that records what reaches it, behind a Node whose status points at it;
+//! and the resource metrics API, read from that kubelet's `/stats/summary`.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -42,11 +43,13 @@ struct Seen {
 
 /// An HTTPS "kubelet": `/containerLogs/...` answers two lines (with
 /// `follow`, one line, then a second once released); `/exec/...` switches
-/// protocols and echoes; anything else says what it saw.
+/// protocols and echoes; `/stats/summary` reports the pod whose uid is in
+/// `summary_uid`; anything else says what it saw.
 struct FakeKubelet {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     release: Arc<Notify>,
+    summary_uid: Arc<Mutex<String>>,
 }
 
 type FakeBody = BoxBody<Bytes, Infallible>;
@@ -91,14 +94,15 @@ impl FakeKubelet {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(Notify::new());
-        let (seen2, release2) = (seen.clone(), release.clone());
+        let summary_uid = Arc::new(Mutex::new(String::new()));
+        let (seen2, release2, uid2) = (seen.clone(), release.clone(), summary_uid.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let acceptor = acceptor.clone();
-                let (seen, release) = (seen2.clone(), release2.clone());
+                let (seen, release, uid) = (seen2.clone(), release2.clone(), uid2.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -110,8 +114,9 @@ impl FakeKubelet {
                         .and_then(|c| c.first())
                         .and_then(|c| common_name(c.as_ref()));
                     let service = hyper::service::service_fn(move |req| {
-                        let (seen, release, user) = (seen.clone(), release.clone(), user.clone());
-                        async move { Ok::<_, Infallible>(kubelet(req, user, seen, release).await) }
+                        let (seen, release, user, uid) =
+                            (seen.clone(), release.clone(), user.clone(), uid.clone());
+                        async move { Ok::<_, Infallible>(kubelet(req, user, seen, release, uid).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -124,6 +129,7 @@ impl FakeKubelet {
             port,
             seen,
             release,
+            summary_uid,
         }
     }
 
@@ -158,6 +164,7 @@ async fn kubelet(
     user: Option<String>,
     seen: Arc<Mutex<Vec<Seen>>>,
     release: Arc<Notify>,
+    summary_uid: Arc<Mutex<String>>,
 ) -> Response<FakeBody> {
     let uri = req.uri().to_string();
     seen.lock().unwrap().push(Seen {
@@ -167,6 +174,25 @@ async fn kubelet(
         headers: req.headers().clone(),
     });
     let path = req.uri().path().to_owned();
+    if path == "/stats/summary" {
+        let uid = summary_uid.lock().unwrap().clone();
+        let at = "2026-11-26T00:00:00Z";
+        let summary = json!({
+            "node": {"nodeName": "n1",
+                "cpu": {"time": at, "usageNanoCores": 1_500_000_000u64},
+                "memory": {"time": at, "workingSetBytes": 4u64 << 30}},
+            "pods": [{
+                "podRef": {"name": "web", "namespace": "default", "uid": uid},
+                "containers": [{"name": "app",
+                    "cpu": {"time": at, "usageNanoCores": 2_000_000u64},
+                    "memory": {"time": at, "workingSetBytes": 8u64 << 20}}],
+            }],
+        });
+        let mut r = whole(200, summary.to_string());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        return r;
+    }
     if path == "/containerLogs/default/two/b" {
         return whole(
             400,
@@ -640,5 +666,72 @@ async fn a_user_without_pods_log_permission_is_forbidden_and_the_kubelet_never_a
     let err = bob.request_text(proxy).await.unwrap_err();
     assert_eq!(status(&err).0, 403);
     assert_eq!(s.kubelet.seen().len(), before);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_metrics_api_reads_node_and_pod_usage_from_the_kubelet() {
+    let s = Setup::start().await;
+    let web = s.pods().get("web").await.unwrap();
+    *s.kubelet.summary_uid.lock().unwrap() = web.metadata.uid.clone().unwrap();
+    s.pods()
+        .patch_status(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    let get = |path: &str| {
+        let (client, path) = (s.admin.clone(), path.to_owned());
+        async move {
+            let req = Request::get(path).body(Vec::new()).unwrap();
+            client.request::<serde_json::Value>(req).await
+        }
+    };
+
+    // Discovery lists the group and both resources, as metrics-server's.
+    let resources = get("/apis/metrics.k8s.io/v1beta1").await.unwrap();
+    let names: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nodes", "pods"]);
+
+    let nodes = get("/apis/metrics.k8s.io/v1beta1/nodes").await.unwrap();
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    assert_eq!(nodes["items"][0]["metadata"]["name"], "n1");
+    assert_eq!(
+        nodes["items"][0]["usage"],
+        json!({"cpu": "1500000000n", "memory": "4194304Ki"})
+    );
+    let pod = get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web")
+        .await
+        .unwrap();
+    assert_eq!(pod["kind"], "PodMetrics");
+    assert_eq!(
+        pod["containers"],
+        json!([{"name": "app", "usage": {"cpu": "2000000n", "memory": "8192Ki"}}])
+    );
+    let pods = get("/apis/metrics.k8s.io/v1beta1/pods").await.unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 1);
+    let none = get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?labelSelector=app%3Dnone")
+        .await
+        .unwrap();
+    assert_eq!(none["items"], json!([]));
+
+    let err = get("/apis/metrics.k8s.io/v1beta1/nodes/n2")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status(&err),
+        (404, "nodes.metrics.k8s.io \"n2\" not found".to_owned())
+    );
+    let err = get("/apis/metrics.k8s.io/v1beta1/nodes?watch=true")
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err).0, 405);
     s.stop().await;
 }

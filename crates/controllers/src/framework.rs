@@ -112,10 +112,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         disabled_by_default: false,
         start: Some(crate::replicaset::start),
     },
-    planned(
-        "horizontal-pod-autoscaler-controller",
-        &["horizontalpodautoscaling"],
-    ),
+    Descriptor {
+        name: crate::hpa::NAME,
+        aliases: &["horizontalpodautoscaling"],
+        disabled_by_default: false,
+        start: Some(crate::hpa::start),
+    },
     planned("disruption-controller", &["disruption"]),
     Descriptor {
         name: crate::statefulset::NAME,
@@ -156,10 +158,12 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
     planned("service-lb-controller", &["service"]),
     planned("node-route-controller", &["route"]),
     planned("cloud-node-lifecycle-controller", &["cloud-node-lifecycle"]),
-    planned(
-        "persistentvolume-binder-controller",
-        &["persistentvolume-binder"],
-    ),
+    Descriptor {
+        name: crate::volume::BINDER_NAME,
+        aliases: &["persistentvolume-binder"],
+        disabled_by_default: false,
+        start: Some(crate::volume::start_binder),
+    },
     planned(
         "persistentvolume-attach-detach-controller",
         &["attachdetach"],
@@ -172,11 +176,18 @@ pub(crate) static CONTROLLERS: &[Descriptor] = &[
         "clusterrole-aggregation-controller",
         &["clusterrole-aggregation"],
     ),
-    planned(
-        "persistentvolumeclaim-protection-controller",
-        &["pvc-protection"],
-    ),
-    planned("persistentvolume-protection-controller", &["pv-protection"]),
+    Descriptor {
+        name: crate::volume::protection::PVC_NAME,
+        aliases: &["pvc-protection"],
+        disabled_by_default: false,
+        start: Some(crate::volume::protection::start_pvc),
+    },
+    Descriptor {
+        name: crate::volume::protection::PV_NAME,
+        aliases: &["pv-protection"],
+        disabled_by_default: false,
+        start: Some(crate::volume::protection::start_pv),
+    },
     planned("volumeattributesclass-protection-controller", &[]),
     planned("ttl-after-finished-controller", &["ttl-after-finished"]),
     Descriptor {
@@ -279,6 +290,14 @@ pub(crate) struct Settings {
     pub concurrent_statefulset_syncs: u16,
     pub namespace_sync_period: Duration,
     pub min_resync_period: Duration,
+    pub enable_hostpath_provisioner: bool,
+    pub hostpath_provisioner_dir: std::path::PathBuf,
+    pub concurrent_horizontal_pod_autoscaler_syncs: u16,
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
 }
 
 /// Watches the controllers share (upstream's shared informer factory):

@@ -29,6 +29,7 @@ mod framework;
 mod gc;
 mod health;
 mod history;
+mod hpa;
 mod job;
 mod leader;
 mod namespace;
@@ -37,6 +38,7 @@ mod replicaset;
 mod root_ca;
 mod serviceaccount;
 mod statefulset;
+mod volume;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -96,6 +98,24 @@ pub struct Config {
     /// `--min-resync-period`: every object is reconciled again after a
     /// random period between this and twice this.
     pub min_resync_period: Duration,
+    /// `--enable-hostpath-provisioner`: provision hostPath volumes for
+    /// claims whose class names `kubernetes.io/host-path` (single-node
+    /// clusters only).
+    pub enable_hostpath_provisioner: bool,
+    /// `--hostpath-provisioner-dir`: where those volumes' directories go.
+    pub hostpath_provisioner_dir: PathBuf,
+    /// `--concurrent-horizontal-pod-autoscaler-syncs`.
+    pub concurrent_horizontal_pod_autoscaler_syncs: u16,
+    /// `--horizontal-pod-autoscaler-sync-period`.
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance`.
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period`.
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay`.
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`.
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
     /// `--secure-port` and friends; `None` (or port 0) serves nothing.
     pub serving: Option<Serving>,
 }
@@ -123,6 +143,14 @@ impl Config {
             concurrent_statefulset_syncs: 5,
             namespace_sync_period: Duration::from_secs(5 * 60),
             min_resync_period: Duration::from_secs(12 * 3600),
+            enable_hostpath_provisioner: false,
+            hostpath_provisioner_dir: PathBuf::from("/tmp/hostpath_pv"),
+            concurrent_horizontal_pod_autoscaler_syncs: 5,
+            horizontal_pod_autoscaler_sync_period: Duration::from_secs(15),
+            horizontal_pod_autoscaler_tolerance: 0.1,
+            horizontal_pod_autoscaler_cpu_initialization_period: Duration::from_secs(5 * 60),
+            horizontal_pod_autoscaler_initial_readiness_delay: Duration::from_secs(30),
+            horizontal_pod_autoscaler_downscale_stabilization: Duration::from_secs(5 * 60),
             serving: Some(Serving::default()),
         }
     }
@@ -212,6 +240,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         concurrent_statefulset_syncs: config.concurrent_statefulset_syncs,
         namespace_sync_period: config.namespace_sync_period,
         min_resync_period: config.min_resync_period,
+        enable_hostpath_provisioner: config.enable_hostpath_provisioner,
+        hostpath_provisioner_dir: config.hostpath_provisioner_dir.clone(),
+        concurrent_horizontal_pod_autoscaler_syncs: config
+            .concurrent_horizontal_pod_autoscaler_syncs,
+        horizontal_pod_autoscaler_sync_period: config.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_tolerance: config.horizontal_pod_autoscaler_tolerance,
+        horizontal_pod_autoscaler_cpu_initialization_period: config
+            .horizontal_pod_autoscaler_cpu_initialization_period,
+        horizontal_pod_autoscaler_initial_readiness_delay: config
+            .horizontal_pod_autoscaler_initial_readiness_delay,
+        horizontal_pod_autoscaler_downscale_stabilization: config
+            .horizontal_pod_autoscaler_downscale_stabilization,
     });
     tokio::pin!(shutdown);
 

@@ -96,6 +96,32 @@ struct Options {
     /// between this and twice this.
     #[arg(long, default_value = "12h0m0s", value_parser = parse_go_duration)]
     min_resync_period: Duration,
+    /// Provision hostPath volumes for claims whose StorageClass names the
+    /// `kubernetes.io/host-path` provisioner (single-node clusters only).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    enable_hostpath_provisioner: bool,
+    /// The directory the host-path provisioner makes volumes in.
+    #[arg(long, default_value = "/tmp/hostpath_pv")]
+    hostpath_provisioner_dir: PathBuf,
+    /// HorizontalPodAutoscalers synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_horizontal_pod_autoscaler_syncs: u16,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
+    /// The usage ratio's distance from 1.0 below which nothing is scaled.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its CPU samples may be skipped.
+    #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long it may still turn unready as part of
+    /// starting.
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// The highest recommendation over this window bounds a scale-down.
+    #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: Duration,
     /// The HTTPS port for /healthz; 0 serves nothing.
     #[arg(long, default_value_t = 10257)]
     secure_port: u16,
@@ -174,6 +200,17 @@ async fn main() -> anyhow::Result<()> {
         concurrent_statefulset_syncs: o.concurrent_statefulset_syncs,
         namespace_sync_period: o.namespace_sync_period,
         min_resync_period: o.min_resync_period,
+        enable_hostpath_provisioner: o.enable_hostpath_provisioner,
+        hostpath_provisioner_dir: o.hostpath_provisioner_dir.clone(),
+        concurrent_horizontal_pod_autoscaler_syncs: o.concurrent_horizontal_pod_autoscaler_syncs,
+        horizontal_pod_autoscaler_sync_period: o.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_tolerance: o.horizontal_pod_autoscaler_tolerance,
+        horizontal_pod_autoscaler_cpu_initialization_period: o
+            .horizontal_pod_autoscaler_cpu_initialization_period,
+        horizontal_pod_autoscaler_initial_readiness_delay: o
+            .horizontal_pod_autoscaler_initial_readiness_delay,
+        horizontal_pod_autoscaler_downscale_stabilization: o
+            .horizontal_pod_autoscaler_downscale_stabilization,
         serving: Some(skiff_controllers::Serving {
             secure_port: o.secure_port,
             bind_address: o.bind_address,

@@ -69,6 +69,8 @@ pub async fn run(
     tokio::spawn(node::status_loop(kubelet.clone()));
     tokio::spawn(node::lease_loop(kubelet.clone()));
     tokio::spawn(eviction::run(kubelet.clone()));
+    // The first sample the node's CPU rate is measured from.
+    sys::cpu_usage_nano_cores();
     if kubelet.config.port != 0 {
         let k = kubelet.clone();
         tokio::spawn(async move {

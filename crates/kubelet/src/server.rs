@@ -416,7 +416,7 @@ async fn stats_summary(kubelet: &Kubelet) -> Response<Body> {
         "node": {
             "nodeName": kubelet.config.node_name,
             "startTime": now,
-            "cpu": {"time": now, "usageCoreNanoSeconds": crate::sys::cpu_usage_nanos(), "usageNanoCores": 0},
+            "cpu": {"time": now, "usageCoreNanoSeconds": crate::sys::cpu_usage_nanos(), "usageNanoCores": crate::sys::cpu_usage_nano_cores()},
             "memory": {"time": now, "availableBytes": memory_available, "workingSetBytes": memory_total.saturating_sub(memory_available), "usageBytes": memory_total.saturating_sub(memory_available)},
             "fs": {"time": now, "availableBytes": fs_available, "capacityBytes": fs_total, "usedBytes": fs_total.saturating_sub(fs_available)},
         },

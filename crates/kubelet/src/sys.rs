@@ -124,3 +124,29 @@ pub fn cpu_usage_nanos() -> u64 {
     // Linux reports USER_HZ = 100 ticks per second.
     busy * 10_000_000
 }
+
+/// The machine's CPU use rate in nanocores, averaged since the previous
+/// sample at least a second old (0 on the first call, like a fresh
+/// cAdvisor): `/stats/summary` reports it as the node's `usageNanoCores`.
+pub fn cpu_usage_nano_cores() -> u64 {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    // The sample the rate is measured from, and the last rate computed.
+    static LAST: Mutex<Option<(Instant, u64, u64)>> = Mutex::new(None);
+    let now = Instant::now();
+    let used = cpu_usage_nanos();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    match *last {
+        Some((at, _, rate)) if now.duration_since(at) < Duration::from_secs(1) => rate,
+        Some((at, before, _)) => {
+            let elapsed = now.duration_since(at).as_nanos().max(1);
+            let rate = (u128::from(used.saturating_sub(before)) * 1_000_000_000 / elapsed) as u64;
+            *last = Some((now, used, rate));
+            rate
+        }
+        None => {
+            *last = Some((now, used, 0));
+            0
+        }
+    }
+}

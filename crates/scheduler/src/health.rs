@@ -1,6 +1,7 @@
-//! `/healthz`, `/livez` and `/readyz` over HTTPS on `--secure-port` (10259),
-//! as kube-scheduler serves them: readable without credentials, with a
-//! self-signed certificate for localhost unless `--tls-cert-file` names one.
+//! `/healthz`, `/livez`, `/readyz` and `/metrics` over HTTPS on
+//! `--secure-port` (10259), as kube-scheduler serves them (here readable
+//! without credentials), with a self-signed certificate for localhost unless
+//! `--tls-cert-file` names one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,6 +146,15 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::co
     let (code, body) = match req.uri().path() {
         "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {
             (StatusCode::OK, "ok")
+        }
+        "/metrics" => {
+            return Ok(Response::builder()
+                .header(
+                    "content-type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(crate::metrics::get().encode())))
+                .expect("a response"));
         }
         _ => (StatusCode::NOT_FOUND, "404 page not found\n"),
     };

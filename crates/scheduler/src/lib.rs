@@ -24,6 +24,7 @@ pub mod health;
 pub mod informers;
 pub mod leader;
 pub mod listers;
+pub mod metrics;
 pub mod nodeinfo;
 pub mod parallel;
 pub mod plugins;
@@ -233,6 +234,8 @@ async fn start_with_client(
         loop {
             tick.tick().await;
             q.flush_backoff();
+            let (active, backoff, unschedulable) = q.sizes();
+            metrics::get().queue_sizes(active, backoff, unschedulable);
             n += 1;
             if n.is_multiple_of(30) {
                 q.flush_unschedulable();

@@ -38,6 +38,9 @@ pub struct QueuedPodInfo {
     /// The backoff after a failed attempt (set by the queue from its
     /// initial and maximum backoff).
     pub backoff: Duration,
+    /// When its current scheduling attempt began (for the attempt-duration
+    /// metric).
+    pub cycle_started: Instant,
 }
 
 impl QueuedPodInfo {
@@ -50,6 +53,7 @@ impl QueuedPodInfo {
             unschedulable_plugins: HashSet::new(),
             gated: false,
             backoff: Duration::ZERO,
+            cycle_started: Instant::now(),
         }
     }
 

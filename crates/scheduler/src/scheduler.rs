@@ -123,7 +123,8 @@ impl Scheduler {
     }
 
     /// One scheduling cycle for `qp` (popped in `cycle`).
-    pub fn schedule_one(self: &Arc<Self>, qp: QueuedPodInfo, cycle: u64, ls: &mut LoopState) {
+    pub fn schedule_one(self: &Arc<Self>, mut qp: QueuedPodInfo, cycle: u64, ls: &mut LoopState) {
+        qp.cycle_started = std::time::Instant::now();
         let pod = qp.pod.clone();
         let Some(fw) = self.profile(&pod.pod).cloned() else {
             self.queue.done(&pod.uid);
@@ -247,6 +248,11 @@ impl Scheduler {
         }
         if s.is_success() {
             self.bound.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::get().attempt(
+                "scheduled",
+                &fw.profile_name,
+                qp.cycle_started.elapsed(),
+            );
             self.queue.done(&pod.uid);
             self.recorder.record(
                 &pod.pod,
@@ -298,6 +304,15 @@ impl Scheduler {
             }
             ScheduleError::Plugin(_) => ("SchedulerError", false),
         };
+        crate::metrics::get().attempt(
+            if unschedulable {
+                "unschedulable"
+            } else {
+                "error"
+            },
+            &fw.profile_name,
+            qp.cycle_started.elapsed(),
+        );
         let message = err.message();
         match &nominated {
             Some(n) if !n.is_empty() => fw.handle.nominator.add(&pod, Some(n)),

@@ -345,6 +345,20 @@ async fn an_unschedulable_pod_says_why_per_plugin_and_fits_once_a_node_arrives()
         scheduled.message.as_deref(),
         Some("Successfully assigned default/hungry to roomy")
     );
+    // Both attempts show in /metrics under upstream's names.
+    let metrics = skiff_scheduler::metrics::get().encode();
+    for result in ["unschedulable", "scheduled"] {
+        let line = format!(
+            "scheduler_schedule_attempts_total{{result=\"{result}\",profile=\"default-scheduler\"}} "
+        );
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(count >= 1, "{line}{count}");
+    }
     c.stop().await;
 }
 

@@ -185,6 +185,21 @@ fn roles() -> Vec<Role> {
             AGGREGATE_TO_VIEW,
             cluster_role("system:aggregate-to-view", aggregate_to_view()),
         ),
+        // What metrics-server installs upstream: reading the resource
+        // metrics API, aggregated into view, edit and admin.
+        labelled(
+            AGGREGATE_TO_ADMIN,
+            labelled(
+                AGGREGATE_TO_EDIT,
+                labelled(
+                    AGGREGATE_TO_VIEW,
+                    cluster_role(
+                        "system:aggregated-metrics-reader",
+                        vec![rule(READ, &["metrics.k8s.io"], &["nodes", "pods"])],
+                    ),
+                ),
+            ),
+        ),
         cluster_role(
             "system:auth-delegator",
             vec![

@@ -359,6 +359,7 @@ impl PostFilterPlugin for DefaultPreemption {
                 Status::unschedulable(format!("preemption: {message}")),
             );
         };
+        crate::metrics::get().preemption(best.victims.len());
         // The evictions run in the background (as upstream's asynchronous
         // preemption): the nomination already keeps the room for the pod.
         tokio::spawn(prepare(
