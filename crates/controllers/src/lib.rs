@@ -21,6 +21,8 @@
 mod cache;
 mod certificates;
 mod claim;
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod disruption;
 mod endpoints;
@@ -29,7 +31,10 @@ mod expectations;
 mod framework;
 mod gc;
 mod health;
+mod history;
+mod hpa;
 mod infra;
+mod job;
 mod leader;
 mod namespace;
 mod nodeipam;
@@ -40,7 +45,9 @@ mod replicaset;
 mod resourcequota;
 mod root_ca;
 mod serviceaccount;
+mod statefulset;
 mod ttlafterfinished;
+mod volume;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -88,11 +95,37 @@ pub struct Config {
     pub max_endpoints_per_slice: u16,
     /// `--concurrent-gc-syncs`.
     pub concurrent_gc_syncs: u16,
+    /// `--concurrent-job-syncs`.
+    pub concurrent_job_syncs: u16,
+    /// `--concurrent-cron-job-syncs`.
+    pub concurrent_cron_job_syncs: u16,
+    /// `--concurrent-daemonset-syncs`.
+    pub concurrent_daemonset_syncs: u16,
+    /// `--concurrent-statefulset-syncs`.
+    pub concurrent_statefulset_syncs: u16,
     /// `--namespace-sync-period`.
     pub namespace_sync_period: Duration,
     /// `--min-resync-period`: every object is reconciled again after a
     /// random period between this and twice this.
     pub min_resync_period: Duration,
+    /// `--enable-hostpath-provisioner`: provision hostPath volumes for
+    /// claims whose class names `kubernetes.io/host-path` (single-node
+    /// clusters only).
+    pub enable_hostpath_provisioner: bool,
+    /// `--hostpath-provisioner-dir`: where those volumes' directories go.
+    pub hostpath_provisioner_dir: PathBuf,
+    /// `--concurrent-horizontal-pod-autoscaler-syncs`.
+    pub concurrent_horizontal_pod_autoscaler_syncs: u16,
+    /// `--horizontal-pod-autoscaler-sync-period`.
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance`.
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period`.
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay`.
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`.
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
     /// `--secure-port` and friends; `None` (or port 0) serves nothing.
     pub serving: Option<Serving>,
     /// The cluster-infrastructure controllers' flags (node lifecycle, node
@@ -117,8 +150,20 @@ impl Config {
             mirroring_concurrent_service_endpoint_syncs: 5,
             max_endpoints_per_slice: 100,
             concurrent_gc_syncs: 20,
+            concurrent_job_syncs: 5,
+            concurrent_cron_job_syncs: 5,
+            concurrent_daemonset_syncs: 2,
+            concurrent_statefulset_syncs: 5,
             namespace_sync_period: Duration::from_secs(5 * 60),
             min_resync_period: Duration::from_secs(12 * 3600),
+            enable_hostpath_provisioner: false,
+            hostpath_provisioner_dir: PathBuf::from("/tmp/hostpath_pv"),
+            concurrent_horizontal_pod_autoscaler_syncs: 5,
+            horizontal_pod_autoscaler_sync_period: Duration::from_secs(15),
+            horizontal_pod_autoscaler_tolerance: 0.1,
+            horizontal_pod_autoscaler_cpu_initialization_period: Duration::from_secs(5 * 60),
+            horizontal_pod_autoscaler_initial_readiness_delay: Duration::from_secs(30),
+            horizontal_pod_autoscaler_downscale_stabilization: Duration::from_secs(5 * 60),
             serving: Some(Serving::default()),
             infra: InfraFlags::default(),
         }
@@ -203,9 +248,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: config.max_endpoints_per_slice,
         concurrent_gc_syncs: config.concurrent_gc_syncs,
+        concurrent_job_syncs: config.concurrent_job_syncs,
+        concurrent_cron_job_syncs: config.concurrent_cron_job_syncs,
+        concurrent_daemonset_syncs: config.concurrent_daemonset_syncs,
+        concurrent_statefulset_syncs: config.concurrent_statefulset_syncs,
         namespace_sync_period: config.namespace_sync_period,
         min_resync_period: config.min_resync_period,
         infra: config.infra.clone(),
+        enable_hostpath_provisioner: config.enable_hostpath_provisioner,
+        hostpath_provisioner_dir: config.hostpath_provisioner_dir.clone(),
+        concurrent_horizontal_pod_autoscaler_syncs: config
+            .concurrent_horizontal_pod_autoscaler_syncs,
+        horizontal_pod_autoscaler_sync_period: config.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_tolerance: config.horizontal_pod_autoscaler_tolerance,
+        horizontal_pod_autoscaler_cpu_initialization_period: config
+            .horizontal_pod_autoscaler_cpu_initialization_period,
+        horizontal_pod_autoscaler_initial_readiness_delay: config
+            .horizontal_pod_autoscaler_initial_readiness_delay,
+        horizontal_pod_autoscaler_downscale_stabilization: config
+            .horizontal_pod_autoscaler_downscale_stabilization,
     });
     tokio::pin!(shutdown);
 

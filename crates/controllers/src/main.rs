@@ -77,6 +77,18 @@ struct Options {
     /// Garbage collector workers.
     #[arg(long, default_value_t = 20)]
     concurrent_gc_syncs: u16,
+    /// Jobs synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_job_syncs: u16,
+    /// CronJobs synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_cron_job_syncs: u16,
+    /// DaemonSets synced at once.
+    #[arg(long, default_value_t = 2)]
+    concurrent_daemonset_syncs: u16,
+    /// StatefulSets synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_statefulset_syncs: u16,
     /// How often every namespace is looked at again by the namespace controller.
     #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
     namespace_sync_period: Duration,
@@ -84,6 +96,32 @@ struct Options {
     /// between this and twice this.
     #[arg(long, default_value = "12h0m0s", value_parser = parse_go_duration)]
     min_resync_period: Duration,
+    /// Provision hostPath volumes for claims whose StorageClass names the
+    /// `kubernetes.io/host-path` provisioner (single-node clusters only).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    enable_hostpath_provisioner: bool,
+    /// The directory the host-path provisioner makes volumes in.
+    #[arg(long, default_value = "/tmp/hostpath_pv")]
+    hostpath_provisioner_dir: PathBuf,
+    /// HorizontalPodAutoscalers synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_horizontal_pod_autoscaler_syncs: u16,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
+    /// The usage ratio's distance from 1.0 below which nothing is scaled.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its CPU samples may be skipped.
+    #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long it may still turn unready as part of
+    /// starting.
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// The highest recommendation over this window bounds a scale-down.
+    #[arg(long, default_value = "5m0s", value_parser = parse_go_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: Duration,
     /// The HTTPS port for /healthz; 0 serves nothing.
     #[arg(long, default_value_t = 10257)]
     secure_port: u16,
@@ -159,9 +197,24 @@ async fn main() -> anyhow::Result<()> {
         mirroring_concurrent_service_endpoint_syncs: o.mirroring_concurrent_service_endpoint_syncs,
         max_endpoints_per_slice: o.max_endpoints_per_slice,
         concurrent_gc_syncs: o.concurrent_gc_syncs,
+        concurrent_job_syncs: o.concurrent_job_syncs,
+        concurrent_cron_job_syncs: o.concurrent_cron_job_syncs,
+        concurrent_daemonset_syncs: o.concurrent_daemonset_syncs,
+        concurrent_statefulset_syncs: o.concurrent_statefulset_syncs,
         namespace_sync_period: o.namespace_sync_period,
         min_resync_period: o.min_resync_period,
         infra: o.infra.clone(),
+        enable_hostpath_provisioner: o.enable_hostpath_provisioner,
+        hostpath_provisioner_dir: o.hostpath_provisioner_dir.clone(),
+        concurrent_horizontal_pod_autoscaler_syncs: o.concurrent_horizontal_pod_autoscaler_syncs,
+        horizontal_pod_autoscaler_sync_period: o.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_tolerance: o.horizontal_pod_autoscaler_tolerance,
+        horizontal_pod_autoscaler_cpu_initialization_period: o
+            .horizontal_pod_autoscaler_cpu_initialization_period,
+        horizontal_pod_autoscaler_initial_readiness_delay: o
+            .horizontal_pod_autoscaler_initial_readiness_delay,
+        horizontal_pod_autoscaler_downscale_stabilization: o
+            .horizontal_pod_autoscaler_downscale_stabilization,
         serving: Some(skiff_controllers::Serving {
             secure_port: o.secure_port,
             bind_address: o.bind_address,

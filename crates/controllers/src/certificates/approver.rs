@@ -110,16 +110,9 @@ async fn handle(client: &Client, csr: &CertificateSigningRequest) -> Result<(), 
                 last_transition_time: Some(Time(Timestamp::now())),
             });
         let api: Api<CertificateSigningRequest> = Api::all(client.clone());
-        let mut written = api
+        let written = api
             .replace_subresource("approval", &name, &PostParams::default(), &approved)
             .await;
-        // An API server without the approval subresource (Skiff's today)
-        // takes the condition through status.
-        if matches!(&written, Err(e) if framework::is_method_not_supported(e)) {
-            written = api
-                .replace_status(&name, &PostParams::default(), &approved)
-                .await;
-        }
         match written {
             Ok(_) => {
                 info!(csr = %name, user = ?csr.spec.username, via = sub, "approved the kubelet client certificate request")
