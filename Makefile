@@ -2,16 +2,24 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: up down prereqs build test bench lint fmt images
+.PHONY: up down status prereqs build test bench lint fmt images
 
-## up: install what is missing, build, and start the API server (the part of
-## the cluster that exists so far) with its data under .skiff/.
-up: prereqs build
-	scripts/up.sh
+SKIFFCTL = $(or $(CARGO_TARGET_DIR),target)/release/skiffctl
 
-## down: stop it (`make down PURGE=1` also deletes .skiff/).
+## up: install what is missing (apt), build the release binaries and the
+## images, and start a single-node cluster with `skiffctl up` (data,
+## certificates and logs under .skiff/; kubeconfig .skiff/admin.kubeconfig).
+up: prereqs build images
+	$(SKIFFCTL) up
+
+## down: stop it and remove its pods, networks and iptables rules
+## (`make down PURGE=1` also deletes .skiff/).
 down:
-	scripts/down.sh $(if $(PURGE),--purge,)
+	$(SKIFFCTL) down $(if $(PURGE),--purge,)
+
+## status: each component's health.
+status:
+	$(SKIFFCTL) status
 
 prereqs:
 	scripts/install-prereqs.sh
@@ -22,13 +30,15 @@ build:
 ## test: every crate's unit and integration tests (etcd is started by the
 ## tests), then the end-to-end suites: real kubectl against the API server
 ## on both stores, the kubelet on a real containerd, the proxy on real
-## iptables in network namespaces, and cluster DNS.
+## iptables in network namespaces, cluster DNS, and a whole cluster brought
+## up by skiffctl and driven by kubectl.
 test:
 	$(CARGO) test --workspace
 	e2e/kubectl-api.sh both
 	e2e/kubelet.sh
 	e2e/proxy.sh
 	e2e/dns.sh
+	e2e/cluster.sh
 
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
 ## the API server benchmark (both stores, beside raw store creates; the

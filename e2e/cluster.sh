@@ -8,9 +8,7 @@
 #   e2e/cluster.sh
 #
 # Needs root, containerd, runc, the CNI plugins, umoci and busybox-static
-# (scripts/install-prereqs.sh installs them all) and kubectl. Checks that need
-# skiff-proxy or skiff-dns run when those binaries are built and are
-# reported as skipped (by name) otherwise.
+# (scripts/install-prereqs.sh installs them all) and kubectl.
 # Prints one line per check and closes with "N passed, M failed, K skipped".
 set -uo pipefail
 
@@ -23,11 +21,8 @@ for plugin in bridge host-local portmap; do
     [ -x "/usr/lib/cni/$plugin" ] || { echo "the CNI plugin $plugin is missing (apt-get install containernetworking-plugins)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "run as root (containerd, CNI and iptables need it)" >&2; exit 1; }
-(cd "$root" && cargo build -q -p skiff-ctl -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet) ||
-    { echo "building failed" >&2; exit 1; }
-# The proxy and DNS server are optional: built when their packages build.
-(cd "$root" && cargo build -q -p skiff-proxy) 2>/dev/null || echo "note: skiff-proxy did not build"
-(cd "$root" && cargo build -q -p skiff-dns) 2>/dev/null || echo "note: skiff-dns did not build"
+(cd "$root" && cargo build -q -p skiff-ctl -p skiff-apiserver -p skiff-controllers -p skiff-scheduler \
+    -p skiff-kubelet -p skiff-proxy -p skiff-dns) || { echo "building failed" >&2; exit 1; }
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 "$root/scripts/build-images.sh" "$root/.skiff/images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
 
@@ -139,9 +134,6 @@ if [ $? -eq 0 ]; then ok "skiffctl up starts the cluster"; else fail "skiffctl u
 expect "up says how to use the cluster" "export KUBECONFIG=$work/admin.kubeconfig" echo "$out"
 check "the kubeconfig is at <data-dir>/admin.kubeconfig" test -s "$work/admin.kubeconfig"
 check "node is Ready" kubectl wait "node/$node" --for=condition=Ready --timeout=60s
-proxy_built=no; [ "$(state_of proxy)" != "not built" ] && proxy_built=yes
-dns_built=no; [ "$(state_of dns)" != "not built" ] && dns_built=yes
-echo "      (skiff-proxy built: $proxy_built, skiff-dns built: $dns_built)"
 check "skiffctl status: every component healthy" skiffctl status --data-dir "$work"
 expect "status is a table with pids and restarts" 'kubelet +\| [0-9]+ +\| 0 ' skiffctl status --data-dir "$work"
 for f in containerd apiserver controller-manager scheduler kubelet; do
@@ -165,24 +157,165 @@ ip=$(kubectl get pod "$pod" -o jsonpath='{.status.podIP}')
 expect "the pod's IP is in the cluster CIDR" "^${cluster_cidr%.0.0/16}\\." echo "$ip"
 expect "the pod IP answers HTTP" "^$pod\$" curl -s --max-time 5 "http://$ip:8080/hostname"
 kubectl expose deploy web --port=80 --target-port=8080 >/dev/null
-if [ $proxy_built = yes ]; then
-    cip=$(kubectl get svc web -o jsonpath='{.spec.clusterIP}')
-    check "the Service's ClusterIP reaches a replica (skiff-proxy)" until_ok 30 sh -c "curl -s --max-time 2 http://$cip/hostname | grep -q '^web-'"
-else
-    skip "the Service's ClusterIP reaches a replica" "skiff-proxy not built"
-fi
-if [ $dns_built = yes ]; then
-    check "skiff-dns answers on the host" until_ok 30 busybox nslookup -port="$dns_port" "web.default.svc.cluster.local" 127.0.0.1
-    if [ $proxy_built = yes ]; then
-        check "a pod resolves a Service through kube-dns" until_ok 30 kubectl exec "$pod" -- nslookup web.default.svc.cluster.local
-    else
-        skip "a pod resolves a Service through kube-dns" "skiff-proxy not built"
-    fi
-else
-    skip "DNS checks" "skiff-dns not built"
-fi
+cip=$(kubectl get svc web -o jsonpath='{.spec.clusterIP}')
+check "the Service's ClusterIP reaches a replica (skiff-proxy)" until_ok 30 sh -c "curl -s --max-time 2 http://$cip/hostname | grep -q '^web-'"
+node_ip=$(kubectl get node "$node" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+check "skiff-dns answers on the node's address" until_ok 30 busybox nslookup -port="$dns_port" "web.default.svc.cluster.local" "$node_ip"
+check "a pod resolves a Service through kube-dns" until_ok 30 kubectl exec "$pod" -- nslookup web.default.svc.cluster.local
 
-# 3. SIGKILL of each component in turn: the supervisor restarts it and the
+# 3. The user's journey (issue 9): Services by IP, NodePort and name; a
+# rolling update and its undo; logs -f, port-forward, cp; a Job and a
+# CronJob; a DaemonSet; a StatefulSet keeping its data; ConfigMaps and
+# Secrets; kubectl top; skiffctl as the client.
+kubectl create cronjob tick --image=skiff.local/testhost:1.0 --schedule='* * * * *' -- /bin/true >/dev/null
+check "requests to the ClusterIP reach all three replicas" until_ok 60 sh -c "for i in \$(seq 40); do curl -s --max-time 2 http://$cip/hostname; echo; done | sort -u | grep -c '^web-' | grep -qx 3"
+kubectl expose deploy web --type=NodePort --name=web-np --port=80 --target-port=8080 >/dev/null
+np=$(kubectl get svc web-np -o jsonpath='{.spec.ports[0].nodePort}')
+check "the NodePort answers on the node's address" until_ok 30 sh -c "curl -s --max-time 2 http://$node_ip:$np/hostname | grep -q '^web-'"
+check "a pod reaches the Service by its DNS name" until_ok 30 kubectl exec "$pod" -- wget -qO- -T 2 http://web.default.svc.cluster.local/hostname
+expect "kubectl top nodes reads the metrics API" "^$node +[0-9]+m +[0-9]+% +[0-9]+Mi" until_ok 60 kubectl top node --no-headers
+expect "skiffctl get lists the replicas" '^web-.* Running' "$bin/skiffctl" --kubeconfig "$work/admin.kubeconfig" get pods -l app=web
+
+# A rolling update with a readiness probe and a preStop pause: no request
+# through the Service fails while it runs; `rollout undo` goes back.
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: roll}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: roll}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: roll}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: web
+        image: skiff.local/testhost:1.0
+        args: [netexec, --http-port=8080]
+        env: [{name: VERSION, value: "1"}]
+        readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+        lifecycle: {preStop: {exec: {command: [/bin/sleep, "3"]}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: roll}
+spec:
+  selector: {app: roll}
+  ports: [{port: 80, targetPort: 8080}]
+YAML
+check "Deployment roll rolls out" kubectl rollout status deploy/roll --timeout=120s || diagnose
+rip=$(kubectl get svc roll -o jsonpath='{.spec.clusterIP}')
+until_ok 30 curl -sf --max-time 2 "http://$rip/hostname" >/dev/null
+errors=$work/roll-errors
+: >"$errors"
+( while [ ! -e "$work/roll-done" ]; do curl -sf --max-time 2 "http://$rip/hostname" >/dev/null || echo x >>"$errors"; sleep 0.1; done ) &
+loop=$!
+kubectl set env deploy/roll VERSION=2 >/dev/null
+check "the rolling update completes" kubectl rollout status deploy/roll --timeout=180s || diagnose
+touch "$work/roll-done"; wait $loop
+check "no request failed during the rolling update" test ! -s "$errors"
+check "rollout undo returns to the first template" sh -c "kubectl rollout undo deploy/roll >/dev/null && kubectl rollout status deploy/roll --timeout=180s >/dev/null && kubectl get deploy roll -o jsonpath='{.spec.template.spec.containers[0].env[0].value}' | grep -qx 1"
+
+# logs -f, port-forward, cp.
+expect "kubectl logs -f follows a replica" 'Serving HTTP' timeout 5 kubectl logs -f "$pod"
+kubectl port-forward "pod/$pod" $((base + 10)):8080 >"$work/pf.log" 2>&1 &
+pf=$!
+check "kubectl port-forward reaches the pod" until_ok 20 sh -c "curl -s --max-time 2 http://127.0.0.1:$((base + 10))/hostname | grep -qx $pod"
+kill $pf 2>/dev/null; wait $pf 2>/dev/null
+echo "copied by kubectl cp" >"$work/cp-src"
+check "kubectl cp copies a file into a pod" sh -c "kubectl cp '$work/cp-src' '$pod:/tmp/cp-dst' && kubectl exec '$pod' -- cat /tmp/cp-dst | grep -qx 'copied by kubectl cp'"
+
+# A Job and a CronJob.
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: batch/v1
+kind: Job
+metadata: {name: five}
+spec:
+  completions: 5
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: skiff.local/testhost:1.0, command: [/bin/sh, -c, "sleep 1"]}]
+YAML
+check "a Job with completions 5, parallelism 2 completes" kubectl wait --for=condition=complete job/five --timeout=180s || diagnose
+expect "and ran five pods" '^5$' kubectl get job five -o jsonpath='{.status.succeeded}'
+
+# A DaemonSet; a StatefulSet whose claim keeps its data across a pod deletion.
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: everywhere}
+spec:
+  selector: {matchLabels: {app: everywhere}}
+  template:
+    metadata: {labels: {app: everywhere}}
+    spec:
+      containers: [{name: c, image: skiff.local/testhost:1.0, args: [sleep, infinity]}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: c
+        image: skiff.local/testhost:1.0
+        args: [sleep, infinity]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Mi}}
+YAML
+check "the DaemonSet runs a pod on the node" kubectl rollout status ds/everywhere --timeout=120s || diagnose
+check "the StatefulSet's pod runs with its claim bound" kubectl rollout status sts/db --timeout=120s || diagnose
+expect "the claim was provisioned by the default StorageClass" '^Bound standard$' kubectl get pvc data-db-0 -o 'jsonpath={.status.phase} {.spec.storageClassName}'
+kubectl exec db-0 -- /bin/sh -c 'echo kept > /data/file' >/dev/null
+old_uid=$(kubectl get pod db-0 -o jsonpath='{.metadata.uid}')
+kubectl delete pod db-0 --wait=false >/dev/null
+check "the StatefulSet recreates its pod" until_ok 120 sh -c "[ \"\$(kubectl get pod db-0 -o jsonpath='{.metadata.uid} {.status.phase}' 2>/dev/null)\" != '' ] && kubectl get pod db-0 -o jsonpath='{.metadata.uid} {.status.phase}' | grep -v '$old_uid' | grep -q Running"
+expect "and the data is still there" '^kept$' until_ok 60 kubectl exec db-0 -- cat /data/file
+
+# A ConfigMap and a Secret as env and volume; a ConfigMap update reaches
+# the file.
+kubectl create configmap settings --from-literal=greeting=hello >/dev/null
+kubectl create secret generic creds --from-literal=password=s3cret >/dev/null
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: consumer}
+spec:
+  containers:
+  - name: c
+    image: skiff.local/testhost:1.0
+    args: [sleep, infinity]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    volumeMounts:
+    - {name: settings, mountPath: /etc/settings}
+    - {name: creds, mountPath: /etc/creds}
+  volumes:
+  - {name: settings, configMap: {name: settings}}
+  - {name: creds, secret: {secretName: creds}}
+YAML
+check "the consumer pod runs" kubectl wait --for=condition=Ready pod/consumer --timeout=120s || diagnose
+expect "ConfigMap and Secret reach the environment" '^hello s3cret$' kubectl exec consumer -- /bin/sh -c 'echo $GREETING $PASSWORD'
+expect "and the volumes" '^hello s3cret$' kubectl exec consumer -- /bin/sh -c 'echo $(cat /etc/settings/greeting) $(cat /etc/creds/password)'
+kubectl create configmap settings --from-literal=greeting=updated --dry-run=client -o yaml | kubectl apply -f - >/dev/null 2>&1
+check "a ConfigMap update reaches the mounted file" until_ok 120 sh -c "kubectl exec consumer -- cat /etc/settings/greeting | grep -qx updated"
+check "the CronJob fired and its Job completed" until_ok 120 sh -c "kubectl get jobs -o jsonpath='{range .items[*]}{.metadata.ownerReferences[0].name} {.status.succeeded}{\"\\n\"}{end}' | grep -q '^tick 1$'"
+
+# 4. SIGKILL of each component in turn: the supervisor restarts it and the
 # cluster carries on.
 for c in containerd apiserver controller-manager scheduler kubelet proxy dns; do
     old=$(pid_of "$c")
@@ -210,21 +343,21 @@ expect "status counts the restarts" 'apiserver +\| [0-9]+ +\| 1 ' skiffctl statu
 check "Deployment web is still available" kubectl rollout status deploy/web --timeout=60s
 
 pod_uids=$(kubectl get pods -l app=web -o jsonpath='{.items[*].metadata.uid}')
-# 4. Down removes everything: processes, containers, mounts, bridge, rules.
+# 5. Down removes everything: processes, containers, mounts, bridge, rules.
 out=$(skiffctl down --data-dir "$work" 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl down"; else fail "skiffctl down" "$out"; fi
 check "no process (containerd shims included), mount, bridge, pod cgroup or iptables rule of the cluster is left" leftovers
 check "the data survives down (without --purge)" test -s "$work/apiserver/admin.kubeconfig"
 expect "status says the supervisor is not running" 'not running' skiffctl status --data-dir "$work"
 
-# 5. Up again: the objects come back and run.
+# 6. Up again: the objects come back and run.
 out=$(skiffctl up "${up_flags[@]}" 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl up again"; else fail "skiffctl up again" "$out"; fi
 check "node is Ready again" kubectl wait "node/$node" --for=condition=Ready --timeout=60s
 check "Deployment web is available again" kubectl rollout status deploy/web --timeout=120s
 check "kube-dns Service is still there" kubectl -n kube-system get svc kube-dns
 
-# 6. down --purge deletes the data directory.
+# 7. down --purge deletes the data directory.
 keep_logs
 out=$(skiffctl down --purge --data-dir "$work" 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl down --purge"; else fail "skiffctl down --purge" "$out"; fi

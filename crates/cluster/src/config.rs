@@ -215,14 +215,14 @@ pub fn program(component: &str) -> &'static str {
     }
 }
 
-/// What the installed binaries can do, learnt from their `--help`: the
-/// controller manager's node IPAM flags and the proxy's and DNS server's
-/// flags (their binaries may be placeholders or missing).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Capabilities {
-    pub node_ipam: bool,
-    /// `--cluster-signing-cert-file`: the CSR signer (for `join`).
-    pub csr_signing: bool,
+/// What the supervisor learns of this machine when it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// The address other hosts reach this one at: the kubelet's
+    /// `--node-ip`, and where cluster DNS listens (a DNS server on the
+    /// wildcard address would answer from whichever address routing picks,
+    /// not the one the Service's DNAT sent the query to).
+    pub node_ip: String,
 }
 
 /// The first `/mask` subnet of `cidr` (`10.244.0.0/16`, 24 → `10.244.0.0/24`):
@@ -233,7 +233,7 @@ pub fn first_subnet(cidr: &str, mask: u8) -> String {
 }
 
 /// The command line (program arguments, without the program) of `component`.
-pub fn args(component: &str, s: &Settings, l: &Layout, caps: &Capabilities) -> Vec<String> {
+pub fn args(component: &str, s: &Settings, l: &Layout, host: &Host) -> Vec<String> {
     let p = |p: PathBuf| p.display().to_string();
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
@@ -263,23 +263,22 @@ pub fn args(component: &str, s: &Settings, l: &Layout, caps: &Capabilities) -> V
                 "--secure-port",
                 &s.controller_manager_port.to_string(),
             ]);
-            if caps.node_ipam {
-                push(&[
-                    "--allocate-node-cidrs=true",
-                    "--cluster-cidr",
-                    &s.cluster_cidr,
-                    "--node-cidr-mask-size",
-                    &s.node_cidr_mask_size.to_string(),
-                ]);
-            }
-            if caps.csr_signing {
-                push(&[
-                    "--cluster-signing-cert-file",
-                    &p(l.ca_cert()),
-                    "--cluster-signing-key-file",
-                    &p(l.ca_key()),
-                ]);
-            }
+            push(&[
+                "--allocate-node-cidrs=true",
+                "--cluster-cidr",
+                &s.cluster_cidr,
+                "--node-cidr-mask-size",
+                &s.node_cidr_mask_size.to_string(),
+                "--cluster-signing-cert-file",
+                &p(l.ca_cert()),
+                "--cluster-signing-key-file",
+                &p(l.ca_key()),
+                // Volumes for claims of the default StorageClass, in
+                // directories on this (the only) node.
+                "--enable-hostpath-provisioner",
+                "--hostpath-provisioner-dir",
+                &p(l.dir.join("hostpath-volumes")),
+            ]);
         }
         "scheduler" => push(&[
             "--kubeconfig",
@@ -313,6 +312,8 @@ pub fn args(component: &str, s: &Settings, l: &Layout, caps: &Capabilities) -> V
                 &s.dns_service_ip,
                 "--cluster-domain",
                 &s.cluster_domain,
+                "--node-ip",
+                &host.node_ip,
             ]);
             if s.mode == Mode::Node {
                 push(&["--bootstrap-kubeconfig", &p(l.bootstrap_kubeconfig())]);
@@ -355,7 +356,7 @@ pub fn args(component: &str, s: &Settings, l: &Layout, caps: &Capabilities) -> V
             "--cluster-domain",
             &s.cluster_domain,
             "--dns-address",
-            &format!("0.0.0.0:{}", s.dns_port),
+            &format!("{}:{}", host.node_ip, s.dns_port),
             "--health-address",
             &format!("0.0.0.0:{}", s.dns_health_port),
             "--ready-address",
@@ -486,6 +487,12 @@ mod tests {
         args.join(" ")
     }
 
+    fn host() -> Host {
+        Host {
+            node_ip: "192.0.2.7".into(),
+        }
+    }
+
     #[test]
     fn a_relative_data_dir_becomes_absolute_and_clean() {
         let l = Layout::new(Path::new("./a/../.skiff")).unwrap();
@@ -518,7 +525,7 @@ mod tests {
     fn the_apiserver_uses_etcd_only_when_asked() {
         let l = Layout::new(Path::new("/d")).unwrap();
         let mut s = settings();
-        let a = joined(&args("apiserver", &s, &l, &Capabilities::default()));
+        let a = joined(&args("apiserver", &s, &l, &host()));
         assert!(a.contains("--service-cluster-ip-range 10.96.0.0/12"));
         assert!(a.contains("--data-dir /d/apiserver"));
         assert!(!a.contains("--etcd-servers"));
@@ -526,32 +533,25 @@ mod tests {
             "http://127.0.0.1:2379".into(),
             "http://127.0.0.1:22379".into(),
         ];
-        let a = joined(&args("apiserver", &s, &l, &Capabilities::default()));
+        let a = joined(&args("apiserver", &s, &l, &host()));
         assert!(a.contains("--etcd-servers http://127.0.0.1:2379,http://127.0.0.1:22379"));
     }
 
     #[test]
-    fn pod_cidrs_come_from_node_ipam_when_the_controller_manager_has_it() {
+    fn pod_cidrs_csr_signing_and_host_path_volumes_come_from_the_controller_manager() {
         let l = Layout::new(Path::new("/d")).unwrap();
         let s = settings();
-        let with = Capabilities {
-            node_ipam: true,
-            csr_signing: true,
-        };
-        let cm = joined(&args("controller-manager", &s, &l, &with));
+        let cm = joined(&args("controller-manager", &s, &l, &host()));
         assert!(cm.contains(
             "--allocate-node-cidrs=true --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24"
         ));
         assert!(cm.contains(
             "--cluster-signing-cert-file /d/apiserver/pki/ca.crt --cluster-signing-key-file /d/apiserver/pki/ca.key"
         ));
-        assert!(joined(&args("kubelet", &s, &l, &with)).contains("--pod-cidr 10.244.0.0/24"));
-        let without = Capabilities::default();
-        assert!(
-            !joined(&args("controller-manager", &s, &l, &without))
-                .contains("--allocate-node-cidrs")
-        );
-        assert!(joined(&args("kubelet", &s, &l, &without)).contains("--pod-cidr 10.244.0.0/24"));
+        assert!(cm.contains(
+            "--enable-hostpath-provisioner --hostpath-provisioner-dir /d/hostpath-volumes"
+        ));
+        assert!(joined(&args("kubelet", &s, &l, &host())).contains("--pod-cidr 10.244.0.0/24"));
     }
 
     #[test]
@@ -560,16 +560,17 @@ mod tests {
         let mut s = settings();
         s.bridge = "skiffe2e1".into();
         s.kubelet_port = 20250;
-        let k = joined(&args("kubelet", &s, &l, &Capabilities::default()));
+        let k = joined(&args("kubelet", &s, &l, &host()));
         assert!(k.contains("--container-runtime-endpoint unix:///d/containerd/containerd.sock"));
         assert!(k.contains("--cni-bridge skiffe2e1"));
         assert!(k.contains("--cni-conf-dir /d/containerd/cni/net.d"));
         assert!(k.contains("--cluster-dns 10.96.0.10 --cluster-domain cluster.local"));
         assert!(k.contains("--port 20250"));
+        assert!(k.contains("--node-ip 192.0.2.7"));
         assert!(k.contains("--kubeconfig /d/kubelet.kubeconfig"));
         assert!(!k.contains("--bootstrap-kubeconfig"));
         s.mode = Mode::Node;
-        let k = joined(&args("kubelet", &s, &l, &Capabilities::default()));
+        let k = joined(&args("kubelet", &s, &l, &host()));
         assert!(k.contains("--bootstrap-kubeconfig /d/bootstrap-kubelet.kubeconfig"));
         assert!(!k.contains("--pod-cidr"));
     }
@@ -578,14 +579,14 @@ mod tests {
     fn proxy_and_dns_use_the_shared_flag_names() {
         let l = Layout::new(Path::new("/d")).unwrap();
         let s = settings();
-        let p = joined(&args("proxy", &s, &l, &Capabilities::default()));
+        let p = joined(&args("proxy", &s, &l, &host()));
         assert_eq!(
             p,
             "--kubeconfig /d/admin.kubeconfig --hostname-override vm --cluster-cidr 10.244.0.0/16 \
              --healthz-bind-address 0.0.0.0:10256 --metrics-bind-address 127.0.0.1:10249"
         );
-        let d = joined(&args("dns", &s, &l, &Capabilities::default()));
-        assert!(d.contains("--dns-address 0.0.0.0:53"));
+        let d = joined(&args("dns", &s, &l, &host()));
+        assert!(d.contains("--dns-address 192.0.2.7:53"));
         assert!(d.contains("--health-address 0.0.0.0:8080"));
         assert!(d.contains("--ready-address 0.0.0.0:8181"));
     }

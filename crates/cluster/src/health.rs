@@ -165,9 +165,9 @@ pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
 
 /// Whether a DNS server on 127.0.0.1:`port` answers `name` with at least one
 /// record (response code NOERROR, answer count > 0).
-pub async fn dns_answers(port: u16, name: &str) -> anyhow::Result<()> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    socket.connect(("127.0.0.1", port)).await?;
+pub async fn dns_answers(server: &str, port: u16, name: &str) -> anyhow::Result<()> {
+    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+    socket.connect((server, port)).await?;
     socket.send(&dns_query(0x5c1f, name)).await?;
     let mut buf = [0u8; 1500];
     let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))

@@ -3,7 +3,7 @@
 //! exits with a growing delay, sends their output to `logs/<name>.log`, and
 //! records pids and restarts in `state.json`. SIGTERM stops everything.
 
-use crate::config::{self, Capabilities, Layout, Mode, Settings};
+use crate::config::{self, Host, Layout, Mode, Settings};
 use crate::state::{Component, State};
 use anyhow::Context as _;
 use std::collections::HashMap;
@@ -53,21 +53,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn help_text(bin: &Path) -> String {
-    std::process::Command::new(bin)
-        .arg("--help")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map(|o| {
-            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-            s.push_str(&String::from_utf8_lossy(&o.stderr));
-            s
-        })
-        .unwrap_or_default()
-}
-
-/// The executable of `component`, or why there is none ("not built": the
-/// binary is missing or is still the placeholder without the shared flags).
+/// The executable of `component`, or why there is none ("not built").
 pub fn resolve(component: &str) -> Result<PathBuf, String> {
     let name = config::program(component);
     let bin = if component == "containerd" {
@@ -75,30 +61,22 @@ pub fn resolve(component: &str) -> Result<PathBuf, String> {
     } else {
         find_binary(name)
     };
-    let Some(bin) = bin else {
-        return Err("not built".into());
-    };
-    let needs = match component {
-        "proxy" => Some("--hostname-override"),
-        "dns" => Some("--dns-address"),
-        _ => None,
-    };
-    if let Some(flag) = needs
-        && !help_text(&bin).contains(flag)
-    {
-        return Err("not built".into());
-    }
-    Ok(bin)
+    bin.ok_or_else(|| "not built".to_string())
 }
 
-pub fn capabilities() -> Capabilities {
-    let help = find_binary("skiff-controller-manager")
-        .map(|b| help_text(&b))
-        .unwrap_or_default();
-    Capabilities {
-        node_ipam: help.contains("--allocate-node-cidrs"),
-        csr_signing: help.contains("--cluster-signing-cert-file"),
-    }
+/// This machine's facts the command lines need.
+pub fn host() -> anyhow::Result<Host> {
+    Ok(Host {
+        node_ip: local_ip().context("finding this host's address (is there a default route?)")?,
+    })
+}
+
+/// The address this host reaches others from (no packet is sent): the one
+/// the kubelet would pick for the Node's InternalIP.
+pub fn local_ip() -> Option<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("10.255.255.255:9").ok()?;
+    Some(s.local_addr().ok()?.ip().to_string())
 }
 
 struct Running {
@@ -109,7 +87,7 @@ struct Running {
 struct Supervisor {
     layout: Layout,
     settings: Settings,
-    caps: Capabilities,
+    host: Host,
     state: State,
     running: HashMap<String, Running>,
     /// When a component that exited starts again.
@@ -151,7 +129,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             phase: "starting".into(),
             ..State::default()
         },
-        caps: capabilities(),
+        host: host()?,
         layout,
         settings,
         running: HashMap::new(),
@@ -332,7 +310,7 @@ impl Supervisor {
                 return Ok(());
             }
         };
-        let args = config::args(name, &self.settings, &self.layout, &self.caps);
+        let args = config::args(name, &self.settings, &self.layout, &self.host);
         let log_path = self.layout.log(name);
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -267,8 +267,9 @@ where
     }
 }
 
-/// The node's Ready condition, the kube-dns Service and its endpoints, a
-/// bootstrap token for `join`, and a DNS answer when skiff-dns runs.
+/// The node's Ready condition, the kube-dns Service and its endpoints, the
+/// default StorageClass, a bootstrap token for `join`, and a DNS answer when
+/// skiff-dns runs.
 async fn server_objects(
     l: &Layout,
     s: &Settings,
@@ -296,6 +297,10 @@ async fn server_objects(
         ensure_kube_dns(client.clone(), s, &node_ip)
     })
     .await?;
+    step("default StorageClass", deadline, || {
+        ensure_default_storage_class(client.clone())
+    })
+    .await?;
     step(&format!("node {} Ready", s.node_name), deadline, || async {
         let node = nodes.get(&s.node_name).await?;
         let ready = node
@@ -320,9 +325,11 @@ async fn server_objects(
         .get("dns")
         .is_some_and(|c| c.status != "not built");
     if dns_runs {
+        // Through the kube-dns Service, as pods ask (the proxy's rules
+        // send it on to skiff-dns).
         let name = format!("kubernetes.default.svc.{}", s.cluster_domain);
         step(&format!("DNS answers {name}"), deadline, || {
-            health::dns_answers(s.dns_port, &name)
+            health::dns_answers(&s.dns_service_ip, 53, &name)
         })
         .await?;
     } else {
@@ -489,6 +496,37 @@ async fn ensure_join_token(l: &Layout, client: kube::Client) -> anyhow::Result<S
     Ok(token)
 }
 
+/// StorageClass `standard`, the default: the controller manager's host-path
+/// provisioner makes a directory volume on the node for each claim (as
+/// minikube's and k3s's local-path classes do).
+pub fn default_storage_class() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/host-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    })
+}
+
+async fn ensure_default_storage_class(client: kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let classes: Api<StorageClass> = Api::all(client);
+    classes
+        .patch(
+            "standard",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(default_storage_class()),
+        )
+        .await
+        .context("applying StorageClass standard")?;
+    Ok(())
+}
+
 /// A joined node's skiff-proxy runs with the kubelet's credentials (user
 /// `system:node:<name>`, group `system:nodes`); the Node authorizer does not
 /// let it list Services and EndpointSlices, so nodes get kube-proxy's role.
@@ -549,7 +587,8 @@ fn usage(l: &Layout, s: &Settings) {
             };
             println!("Health: skiffctl status{data}    Stop: skiffctl down{data}");
             if let Ok(token) = std::fs::read_to_string(l.dir.join("join-token")) {
-                let ip = local_ip().unwrap_or_else(|| "<this machine's IP>".into());
+                let ip =
+                    crate::supervisor::local_ip().unwrap_or_else(|| "<this machine's IP>".into());
                 println!(
                     "Join another machine: skiffctl join --server https://{ip}:{} --token {} --certificate-authority {}",
                     s.secure_port,
@@ -566,13 +605,6 @@ fn usage(l: &Layout, s: &Settings) {
             println!("Health: skiffctl status --data-dir {}", l.dir.display());
         }
     }
-}
-
-/// The address this host reaches others from (no packet is sent).
-fn local_ip() -> Option<String> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("10.255.255.255:9").ok()?;
-    Some(s.local_addr().ok()?.ip().to_string())
 }
 
 /// `down`: the supervisor stops the components (pods removed through CRI
