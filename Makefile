@@ -47,7 +47,10 @@ test:
 ## containerd, memory, hollow nodes), and the scheduler's (upstream's
 ## scheduler_perf workloads at 5,000 nodes, beside the bind ceiling), the
 ## proxy's (1,000 Services, 10,000 endpoints: sync times, network programming
-## latency) and cluster DNS's (queries/s beside the host's resolver).
+## latency), cluster DNS's (queries/s beside the host's resolver), the
+## controllers' (beside the API server's write ceiling), and the whole
+## cluster's (skiffctl up to Ready, memory, pod startup, API latency at 20
+## changes/s).
 bench: prereqs
 	$(CARGO) bench -p skiff-store --bench store
 	ulimit -n "$$(ulimit -Hn)" && $(CARGO) bench -p skiff-apiserver --bench api
@@ -58,6 +61,9 @@ bench: prereqs
 	ulimit -n "$$(ulimit -Hn)" && SKIFF_BENCH_NODES=5000 SKIFF_BENCH_PODS=10000 $(CARGO) bench -p skiff-scheduler --bench scheduler
 	$(CARGO) bench -p skiff-proxy --bench sync
 	$(CARGO) bench -p skiff-dns --bench dns_qps
+	$(CARGO) bench -p skiff-controllers --bench cluster
+	$(CARGO) build --release -p skiff-ctl -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy -p skiff-dns
+	scripts/bench-cluster.py
 
 lint:
 	$(CARGO) fmt --all --check

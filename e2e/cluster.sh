@@ -172,8 +172,10 @@ check "requests to the ClusterIP reach all three replicas" until_ok 60 sh -c "fo
 kubectl expose deploy web --type=NodePort --name=web-np --port=80 --target-port=8080 >/dev/null
 np=$(kubectl get svc web-np -o jsonpath='{.spec.ports[0].nodePort}')
 check "the NodePort answers on the node's address" until_ok 30 sh -c "curl -s --max-time 2 http://$node_ip:$np/hostname | grep -q '^web-'"
-check "a pod reaches the Service by its DNS name" until_ok 30 kubectl exec "$pod" -- wget -qO- -T 2 http://web.default.svc.cluster.local/hostname
-expect "kubectl top nodes reads the metrics API" "^$node +[0-9]+m +[0-9]+% +[0-9]+Mi" until_ok 60 kubectl top node --no-headers
+# (busybox-static's wget crashes in these images; its nc resolves through
+# the pod's resolv.conf as any client would.)
+check "a pod reaches the Service by its DNS name" until_ok 30 sh -c "kubectl exec '$pod' -- sh -c 'printf \"GET /hostname HTTP/1.0\\r\\n\\r\\n\" | nc -w 2 web.default.svc.cluster.local 80' | grep -q '^web-'"
+check "kubectl top nodes reads the metrics API" until_ok 60 sh -c "kubectl top node --no-headers | grep -Eq '^$node +[0-9]+m +[0-9]+% +[0-9]+Mi'"
 expect "skiffctl get lists the replicas" '^web-.* Running' "$bin/skiffctl" --kubeconfig "$work/admin.kubeconfig" get pods -l app=web
 
 # A rolling update with a readiness probe and a preStop pause: no request
@@ -283,7 +285,7 @@ kubectl exec db-0 -- /bin/sh -c 'echo kept > /data/file' >/dev/null
 old_uid=$(kubectl get pod db-0 -o jsonpath='{.metadata.uid}')
 kubectl delete pod db-0 --wait=false >/dev/null
 check "the StatefulSet recreates its pod" until_ok 120 sh -c "[ \"\$(kubectl get pod db-0 -o jsonpath='{.metadata.uid} {.status.phase}' 2>/dev/null)\" != '' ] && kubectl get pod db-0 -o jsonpath='{.metadata.uid} {.status.phase}' | grep -v '$old_uid' | grep -q Running"
-expect "and the data is still there" '^kept$' until_ok 60 kubectl exec db-0 -- cat /data/file
+check "and the data is still there" until_ok 60 sh -c "kubectl exec db-0 -- cat /data/file | grep -qx kept"
 
 # A ConfigMap and a Secret as env and volume; a ConfigMap update reaches
 # the file.

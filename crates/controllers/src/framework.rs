@@ -380,11 +380,7 @@ impl Context {
     }
 }
 
-/// `base` plus up to `factor` times itself, at random (upstream's
-/// `wait.Jitter`).
-pub(crate) fn jittered(base: Duration, factor: f64) -> Duration {
-    base.mul_f64(1.0 + rand::random::<f64>() * factor)
-}
+pub(crate) use skiff_component::jittered;
 
 /// The controllers started by [`start`].
 pub(crate) struct Running {

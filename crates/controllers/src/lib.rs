@@ -30,12 +30,10 @@ mod events;
 mod expectations;
 mod framework;
 mod gc;
-mod health;
 mod history;
 mod hpa;
 mod infra;
 mod job;
-mod leader;
 mod namespace;
 mod nodeipam;
 mod nodelifecycle;
@@ -50,7 +48,6 @@ mod ttlafterfinished;
 mod volume;
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,9 +56,8 @@ use kube::Client;
 use tracing::{info, warn};
 
 pub use framework::{SelectError, known_controllers, parse_go_duration};
-pub use health::ServeError;
 pub use infra::InfraFlags;
-pub use leader::{ConfigError as LeaderElectionConfigError, LeaderElection};
+pub use skiff_component::{LeaderElection, LeaderElectionConfigError, ServeError, Serving};
 
 /// How to run the controller manager. Field names follow
 /// kube-controller-manager's flags.
@@ -139,7 +135,7 @@ impl Config {
         Config {
             kube,
             controllers: vec!["*".into()],
-            leader_election: Some(LeaderElection::default()),
+            leader_election: Some(LeaderElection::for_lease("kube-controller-manager")),
             root_ca_file: None,
             concurrent_namespace_syncs: 10,
             concurrent_replicaset_syncs: 5,
@@ -164,32 +160,8 @@ impl Config {
             horizontal_pod_autoscaler_cpu_initialization_period: Duration::from_secs(5 * 60),
             horizontal_pod_autoscaler_initial_readiness_delay: Duration::from_secs(30),
             horizontal_pod_autoscaler_downscale_stabilization: Duration::from_secs(5 * 60),
-            serving: Some(Serving::default()),
+            serving: Some(Serving::on_port(10257)),
             infra: InfraFlags::default(),
-        }
-    }
-}
-
-/// Where `/healthz` is served (HTTPS).
-#[derive(Clone, Debug)]
-pub struct Serving {
-    /// `--secure-port` (10257; 0 serves nothing).
-    pub secure_port: u16,
-    /// `--bind-address`.
-    pub bind_address: IpAddr,
-    /// `--tls-cert-file` / `--tls-private-key-file`; without them a
-    /// self-signed certificate for localhost is made in memory, as upstream.
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_private_key_file: Option<PathBuf>,
-}
-
-impl Default for Serving {
-    fn default() -> Self {
-        Serving {
-            secure_port: 10257,
-            bind_address: IpAddr::from([0, 0, 0, 0]),
-            tls_cert_file: None,
-            tls_private_key_file: None,
         }
     }
 }
@@ -233,7 +205,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let client = Client::try_from(config.kube.clone()).map_err(Error::Client)?;
     let _health = match &config.serving {
-        Some(s) if s.secure_port != 0 => Some(health::start(s).await?),
+        Some(s) if s.secure_port != 0 => Some(skiff_component::serving::start(s, None).await?),
         _ => None,
     };
     let settings = Arc::new(framework::Settings {
@@ -276,7 +248,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         running.stop().await;
         return Ok(());
     };
-    let mut elector = leader::Elector::new(client.clone(), le);
+    let mut elector = skiff_component::Elector::new(client.clone(), le);
     info!(identity = %elector.identity(), lease = %elector.lease_name(), "attempting to acquire the leader lease");
     tokio::select! {
         () = elector.acquire() => {}

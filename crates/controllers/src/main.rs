@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use skiff_controllers::{LeaderElection, parse_go_duration};
 
 /// The Skiff controller manager: the control loops that keep the cluster at
@@ -147,27 +146,6 @@ fn controllers_help() -> String {
     )
 }
 
-async fn kube_config(o: &Options) -> anyhow::Result<kube::Config> {
-    let mut config = match &o.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig, and none found in $KUBECONFIG, ~/.kube/config or the pod's service account")?,
-    };
-    if let Some(master) = &o.master {
-        config.cluster_url = master
-            .parse()
-            .with_context(|| format!("--master {master:?}"))?;
-    }
-    Ok(config)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = Options::parse();
@@ -185,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
             retry_period: o.leader_elect_retry_period,
             resource_namespace: o.leader_elect_resource_namespace.clone(),
             resource_name: o.leader_elect_resource_name.clone(),
-            ..LeaderElection::default()
+            ..LeaderElection::for_lease("kube-controller-manager")
         }),
         root_ca_file: o.root_ca_file.clone(),
         concurrent_namespace_syncs: o.concurrent_namespace_syncs,
@@ -221,16 +199,11 @@ async fn main() -> anyhow::Result<()> {
             tls_cert_file: o.tls_cert_file.clone(),
             tls_private_key_file: o.tls_private_key_file.clone(),
         }),
-        ..skiff_controllers::Config::new(kube_config(&o).await?)
+        ..skiff_controllers::Config::new(
+            skiff_component::client_config(o.kubeconfig.as_deref(), o.master.as_deref()).await?,
+        )
     };
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    };
+    let shutdown = skiff_component::shutdown_signal()?;
     match skiff_controllers::run(config, shutdown).await {
         // As upstream: a replica that lost its Lease exits at once, and its
         // supervisor starts it again as a candidate.

@@ -38,7 +38,7 @@ fn fast_election(identity: &str) -> LeaderElection {
         renew_deadline: Duration::from_secs(2),
         retry_period: Duration::from_millis(500),
         identity: identity.into(),
-        ..LeaderElection::default()
+        ..LeaderElection::for_lease("kube-controller-manager")
     }
 }
 

@@ -26,7 +26,7 @@ fn manager(cluster: &Cluster, identity: &str) -> Manager {
         renew_deadline: Duration::from_secs(2),
         retry_period: Duration::from_millis(300),
         identity: identity.into(),
-        ..skiff_controllers::LeaderElection::default()
+        ..skiff_controllers::LeaderElection::for_lease("kube-controller-manager")
     });
     Manager::start(config)
 }
