@@ -31,7 +31,8 @@ build:
 ## tests), then the end-to-end suites: real kubectl against the API server
 ## on both stores, the kubelet on a real containerd, the proxy on real
 ## iptables in network namespaces, cluster DNS, and a whole cluster brought
-## up by skiffctl and driven by kubectl.
+## up by skiffctl and driven by kubectl (on the embedded store, and on a
+## 3-member etcd cluster losing a member midway).
 test:
 	$(CARGO) test --workspace
 	e2e/kubectl-api.sh both
@@ -39,6 +40,7 @@ test:
 	e2e/proxy.sh
 	e2e/dns.sh
 	e2e/cluster.sh
+	e2e/cluster-etcd.sh
 
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
 ## the API server benchmark (both stores, beside raw store creates; the
