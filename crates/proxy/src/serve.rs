@@ -61,8 +61,9 @@ fn respond(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/healthz" | "/livez" => {
             let (last, fresh, eligible) = endpoints.proxier.health(endpoints.health_timeout);
-            // /livez ignores whether the node is going away; /healthz does not.
-            let healthy = fresh && (path == "/livez" || eligible);
+            // /livez ignores whether the node is going away; /healthz does
+            // not, and answers 200 only once the rules have been written.
+            let healthy = fresh && (path == "/livez" || (eligible && last.is_some()));
             let last = last
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
