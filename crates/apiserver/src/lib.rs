@@ -19,6 +19,7 @@ mod bootstrap;
 pub mod cache;
 mod crd;
 mod discovery;
+mod event_ttl;
 #[cfg(test)]
 mod fuzz_tests;
 mod http_util;
@@ -93,6 +94,9 @@ pub struct Config {
     pub kubelet_preferred_address_types: Vec<String>,
     /// `--kubelet-timeout`: for connecting to a kubelet.
     pub kubelet_timeout: Duration,
+    /// `--event-ttl`: how long Events are kept after they were last
+    /// observed.
+    pub event_ttl: Duration,
 }
 
 impl Default for Config {
@@ -116,6 +120,7 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             kubelet_timeout: Duration::from_secs(5),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -327,6 +332,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     authz::aggregation::spawn(api.clone());
 
     tokio::spawn(crd::follow(api.clone()));
+    event_ttl::spawn(api.clone(), config.event_ttl);
 
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::serve(listener, tls, api, async {

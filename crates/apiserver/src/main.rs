@@ -95,6 +95,9 @@ struct Options {
     /// How long connecting to a kubelet may take.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     kubelet_timeout: std::time::Duration,
+    /// How long Events are kept after they were last observed.
+    #[arg(long, value_parser = parse_duration, default_value = "1h0m0s")]
+    event_ttl: std::time::Duration,
 }
 
 #[tokio::main]
@@ -135,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         kubelet_certificate_authority: o.kubelet_certificate_authority,
         kubelet_preferred_address_types: o.kubelet_preferred_address_types,
         kubelet_timeout: o.kubelet_timeout,
+        event_ttl: o.event_ttl,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -607,3 +607,45 @@ async fn impersonation_runs_a_request_as_the_impersonated_user() {
     assert_eq!(status_code(&refused), 400);
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn events_are_deleted_once_they_outlive_the_event_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = skiff_apiserver::start(skiff_apiserver::Config {
+        data_dir: dir.path().to_owned(),
+        secure_port: 0,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        event_ttl: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kubeconfig = Kubeconfig::read_from(&server.admin_kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let event = serde_json::from_value(json!({
+        "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "Testing",
+        "message": "kept for --event-ttl",
+        "type": "Normal",
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    // Kept while younger than the TTL...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(events.get_opt("short-lived").await.unwrap().is_some());
+    // ...and gone within a sweep period after it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while events.get_opt("short-lived").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event outlived --event-ttl"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+}
