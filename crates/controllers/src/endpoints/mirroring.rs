@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,7 +25,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use super::slices::{
-    self, Desired, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, Template, Tracker, ports_key, rv_of,
+    self, Desired, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, Template, Tracker, ports_key,
 };
 use super::{LEADER_ANNOTATION, SKIP_MIRROR_LABEL};
 use crate::cache::{self, Cache, Changed};
@@ -187,34 +187,9 @@ async fn reconcile(endpoints: Arc<Endpoints>, ctx: Arc<Ctx>) -> Result<Action, E
         name: name.clone(),
         source,
     };
-    for slice in plan.update {
-        let written = api
-            .replace(&slice.name_any(), &PostParams::default(), &slice)
-            .await
-            .map_err(|e| failed("updating", e))?;
-        ctx.tracker.record(&key, written.uid(), rv_of(&written));
-    }
-    for slice in plan.create {
-        match api.create(&PostParams::default(), &slice).await {
-            Ok(written) => ctx.tracker.record(&key, written.uid(), rv_of(&written)),
-            Err(e) if framework::is_namespace_terminating(&e) => {}
-            Err(e) => return Err(failed("creating", e)),
-        }
-    }
-    for slice in plan.delete {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: slice.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&slice.name_any(), &params).await {
-            Ok(_) => ctx.tracker.record(&key, slice.uid(), None),
-            Err(e) if framework::is_not_found(&e) => {}
-            Err(e) => return Err(failed("deleting", e)),
-        }
-    }
+    plan.apply(&api, &ctx.tracker, &key)
+        .await
+        .map_err(|(verb, e)| failed(verb, e))?;
     ctx.backoff.succeeded(&key);
     Ok(Action::requeue(ctx.resync))
 }

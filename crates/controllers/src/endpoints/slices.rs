@@ -64,6 +64,50 @@ pub(crate) struct Plan {
     pub delete: Vec<Arc<EndpointSlice>>,
 }
 
+impl Plan {
+    /// Writes the plan through `api` (updates, then creates, then deletes
+    /// by uid), recording each write in `tracker` under `key`; the first
+    /// failed write is returned with what it was doing. A create refused
+    /// because the namespace is terminating and a delete of a slice already
+    /// gone are not failures.
+    pub(crate) async fn apply(
+        self,
+        api: &Api<EndpointSlice>,
+        tracker: &Tracker,
+        key: &str,
+    ) -> Result<(), (&'static str, kube::Error)> {
+        for slice in self.update {
+            let written = api
+                .replace(&slice.name_any(), &PostParams::default(), &slice)
+                .await
+                .map_err(|e| ("updating", e))?;
+            tracker.record(key, written.uid(), rv_of(&written));
+        }
+        for slice in self.create {
+            match api.create(&PostParams::default(), &slice).await {
+                Ok(written) => tracker.record(key, written.uid(), rv_of(&written)),
+                Err(e) if framework::is_namespace_terminating(&e) => {}
+                Err(e) => return Err(("creating", e)),
+            }
+        }
+        for slice in self.delete {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: slice.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&slice.name_any(), &params).await {
+                Ok(_) => tracker.record(key, slice.uid(), None),
+                Err(e) if framework::is_not_found(&e) => {}
+                Err(e) => return Err(("deleting", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) type PortsKey = String;
 /// Endpoints by address type and port set, with the ports.
 pub(crate) type Desired = BTreeMap<(String, PortsKey), (Vec<EndpointPort>, Vec<Endpoint>)>;
@@ -456,34 +500,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         service: name.clone(),
         source,
     };
-    for slice in plan.update {
-        let written = api
-            .replace(&slice.name_any(), &PostParams::default(), &slice)
-            .await
-            .map_err(|e| failed("updating", e))?;
-        ctx.tracker.record(&key, written.uid(), rv_of(&written));
-    }
-    for slice in plan.create {
-        match api.create(&PostParams::default(), &slice).await {
-            Ok(written) => ctx.tracker.record(&key, written.uid(), rv_of(&written)),
-            Err(e) if framework::is_namespace_terminating(&e) => {}
-            Err(e) => return Err(failed("creating", e)),
-        }
-    }
-    for slice in plan.delete {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: slice.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&slice.name_any(), &params).await {
-            Ok(_) => ctx.tracker.record(&key, slice.uid(), None),
-            Err(e) if framework::is_not_found(&e) => {}
-            Err(e) => return Err(failed("deleting", e)),
-        }
-    }
+    plan.apply(&api, &ctx.tracker, &key)
+        .await
+        .map_err(|(verb, e)| failed(verb, e))?;
     ctx.backoff.succeeded(&key);
     Ok(Action::requeue(ctx.resync))
 }
