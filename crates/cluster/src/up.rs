@@ -301,19 +301,7 @@ async fn server_objects(
         ensure_default_storage_class(client.clone())
     })
     .await?;
-    step(&format!("node {} Ready", s.node_name), deadline, || async {
-        let node = nodes.get(&s.node_name).await?;
-        let ready = node
-            .status
-            .and_then(|st| st.conditions)
-            .into_iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| c.status);
-        anyhow::ensure!(ready.as_deref() == Some("True"), "Ready is {ready:?}");
-        Ok(())
-    })
-    .await?;
+    wait_ready(&nodes, &s.node_name, deadline).await?;
     if let Err(err) = ensure_join_token(l, client.clone()).await {
         println!("- no bootstrap token for skiffctl join: {err:#}");
     }
@@ -552,14 +540,10 @@ async fn ensure_node_proxier(client: kube::Client) -> anyhow::Result<()> {
 
 /// `join`: wait until the kubelet's Node is Ready (asked with its own
 /// credentials, which may read their Node).
-async fn node_ready(l: &Layout, s: &Settings, deadline: Instant) -> anyhow::Result<()> {
-    let kc = kube::config::Kubeconfig::read_from(l.kubelet_kubeconfig())?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    let nodes: Api<Node> = Api::all(kube::Client::try_from(config)?);
-    step(&format!("node {} Ready", s.node_name), deadline, || async {
-        let node = nodes.get(&s.node_name).await?;
+/// Waits (as a progress step) until the Node's Ready condition is True.
+async fn wait_ready(nodes: &Api<Node>, name: &str, deadline: Instant) -> anyhow::Result<()> {
+    step(&format!("node {name} Ready"), deadline, || async {
+        let node = nodes.get(name).await?;
         let ready = node
             .status
             .and_then(|st| st.conditions)
@@ -571,6 +555,15 @@ async fn node_ready(l: &Layout, s: &Settings, deadline: Instant) -> anyhow::Resu
         Ok(())
     })
     .await
+}
+
+async fn node_ready(l: &Layout, s: &Settings, deadline: Instant) -> anyhow::Result<()> {
+    let kc = kube::config::Kubeconfig::read_from(l.kubelet_kubeconfig())?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    let nodes: Api<Node> = Api::all(kube::Client::try_from(config)?);
+    wait_ready(&nodes, &s.node_name, deadline).await
 }
 
 fn usage(l: &Layout, s: &Settings) {
