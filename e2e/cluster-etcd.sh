@@ -62,7 +62,7 @@ out=$(skiffctl up --data-dir "$work/cluster" --images-dir "$root/.skiff/images" 
     --proxy-metrics-port $((base + 5)) --dns-port $((base + 9)) --dns-health-port $((base + 6)) \
     --dns-ready-port $((base + 7)) --dns-metrics-port $((base + 8)) --cni-bridge "$bridge" \
     --cluster-cidr 10.246.0.0/16 --service-cluster-ip-range 10.99.0.0/16 --cluster-dns 10.99.0.10 \
-    --eviction-hard 'memory.available<100Mi,nodefs.available<1%' --timeout 180 2>&1)
+    --eviction-hard 'memory.available<100Mi,nodefs.available<512Mi' --timeout 180 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl up --etcd-servers starts the cluster"; else fail "skiffctl up --etcd-servers starts the cluster" "$out"; echo "$passed passed, $failed failed"; exit 1; fi
 export KUBECONFIG=$work/cluster/admin.kubeconfig
 check "the API server keeps no embedded store" test -z "$(find "$work/cluster/apiserver" -name '*.redb' 2>/dev/null)"

@@ -47,7 +47,7 @@ up_flags=(--data-dir "$work" --images-dir "$root/.skiff/images" --node-name "$no
     --dns-port "$dns_port" --dns-health-port $((base + 6)) --dns-ready-port $((base + 7))
     --dns-metrics-port $((base + 8)) --cni-bridge "$bridge" --cluster-cidr "$cluster_cidr"
     --service-cluster-ip-range "$service_cidr" --cluster-dns "$dns_ip"
-    --eviction-hard 'memory.available<100Mi,nodefs.available<1%' --timeout 180)
+    --eviction-hard 'memory.available<100Mi,nodefs.available<512Mi' --timeout 180)
 
 # keep_logs: after a failure, the components' logs are worth keeping.
 keep_logs() {

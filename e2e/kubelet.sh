@@ -106,7 +106,7 @@ start_kubelet() {
         --container-runtime-endpoint "unix://$ctr_dir/containerd.sock" \
         --hostname-override e2e-node --root-dir "$work/kubelet" --pod-logs-dir "$ctr_dir/pod-logs" \
         --cni-conf-dir "$ctr_dir/cni/net.d" --cni-bridge skiffe2e0 --pod-cidr 10.250.0.0/24 \
-        --eviction-hard 'memory.available<100Mi,nodefs.available<1%' \
+        --eviction-hard 'memory.available<100Mi,nodefs.available<512Mi' \
         --pod-manifest-path "$work/manifests" --client-ca-file "$work/api/pki/ca.crt" --port $((port + 1)) >>"$work/kubelet.log" 2>&1 &
     kubelet_pid=$!
 }

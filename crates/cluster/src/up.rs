@@ -120,6 +120,7 @@ pub async fn up(l: &Layout, settings: Settings, timeout: u64) -> anyhow::Result<
     }
     preflight(l, &settings)?;
     std::fs::create_dir_all(l.logs())?;
+    warn_pressure(l, &settings);
     std::fs::write(l.settings(), serde_json::to_vec_pretty(&settings)?)?;
     let _ = std::fs::remove_file(l.state());
     let pid = spawn_supervisor(l, &settings)?;
@@ -142,6 +143,44 @@ pub async fn up(l: &Layout, settings: Settings, timeout: u64) -> anyhow::Result<
     usage(l, &settings);
     Ok(())
 }
+
+/// Says so when the host already crosses one of the kubelet's hard eviction
+/// thresholds: the node would then report DiskPressure or MemoryPressure, and
+/// its taint keeps every pod off it, which otherwise shows only as pods
+/// Pending with a FailedScheduling event.
+fn warn_pressure(l: &Layout, s: &Settings) {
+    use skiff_kubelet::eviction;
+    let text = if s.eviction_hard.is_empty() {
+        eviction::DEFAULT_EVICTION_HARD
+    } else {
+        &s.eviction_hard
+    };
+    let Ok(thresholds) = eviction::parse_thresholds(text) else {
+        return; // the kubelet refuses it with the reason
+    };
+    let observed = eviction::observe_host(&l.dir);
+    for (t, limit, available) in eviction::crossed(&thresholds, &observed) {
+        let (condition, what) = match t.signal {
+            eviction::Signal::MemoryAvailable => ("MemoryPressure", "memory".to_string()),
+            eviction::Signal::NodeFsAvailable => (
+                "DiskPressure",
+                format!("disk on the filesystem of {}", l.dir.display()),
+            ),
+        };
+        eprintln!(
+            "warning: {:.1} GiB of {what} is free, below the kubelet's eviction threshold \
+             {}<{:.1} GiB: the node will report {condition} and no pod will be scheduled \
+             on it. Free some, or pass --eviction-hard with a lower threshold \
+             (e.g. '{}<1Gi').",
+            available / GIB,
+            t.signal.name(),
+            limit / GIB,
+            t.signal.name(),
+        );
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 fn load_settings(l: &Layout) -> anyhow::Result<Settings> {
     let bytes = std::fs::read(l.settings())

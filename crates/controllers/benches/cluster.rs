@@ -1,5 +1,5 @@
 //! Controller manager benchmark (issue 7), against the in-process API
-//! server with the simulated node agent of tests/common:
+//! server with the simulated node agent of tests/integration/common:
 //! - the API server's own write ceiling: plain pod creates/s (concurrency 16);
 //! - a 1,000-replica Deployment: time until all its pods are created;
 //! - its rolling update (maxSurge 25%, maxUnavailable 0) to completion;
@@ -11,7 +11,8 @@
 //! environment: `SKIFF_BENCH_REPLICAS` (1000), `SKIFF_BENCH_NS_OBJECTS`
 //! (5000), `SKIFF_BENCH_EVICT_PODS` (500), `SKIFF_BENCH_RSS_PODS` (10000).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use std::sync::Arc;

@@ -48,11 +48,15 @@ pub async fn ensure_config(kubelet: &Kubelet) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The CNI network name of the pods' network; the bridge plugin tags the
+/// iptables rules it makes for a pod with it.
+pub const NETWORK_NAME: &str = "skiff";
+
 /// The configuration list for `cidr` on `bridge`.
 pub fn render(bridge: &str, cidr: &str, ipam_dir: &std::path::Path) -> String {
     let config = serde_json::json!({
         "cniVersion": "0.4.0",
-        "name": "skiff",
+        "name": NETWORK_NAME,
         "plugins": [
             {
                 "type": "bridge",

@@ -75,7 +75,7 @@ impl Config {
             manage_host: true,
             cgroup_root: "/kubepods".into(),
             eviction_hard: crate::eviction::parse_thresholds(
-                "memory.available<100Mi,nodefs.available<10%",
+                crate::eviction::DEFAULT_EVICTION_HARD,
             )
             .expect("valid default"),
         }

@@ -40,7 +40,7 @@ pub enum Amount {
 }
 
 impl Signal {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Signal::MemoryAvailable => "memory.available",
             Signal::NodeFsAvailable => "nodefs.available",
@@ -53,6 +53,9 @@ impl Signal {
         }
     }
 }
+
+/// Upstream's default hard thresholds.
+pub const DEFAULT_EVICTION_HARD: &str = "memory.available<100Mi,nodefs.available<10%";
 
 /// Parses `--eviction-hard` (`memory.available<100Mi,nodefs.available<10%`).
 pub fn parse_thresholds(text: &str) -> anyhow::Result<Vec<Threshold>> {
@@ -140,14 +143,10 @@ pub fn rank(pods: &mut [(Arc<Pod>, f64)], resource: &str) {
 /// host's, or for hollow nodes a fixed machine, half used. Node status reports
 /// the same figures.
 pub fn observe(kubelet: &Kubelet) -> Observations {
-    let mut observed = Observations::new();
     if kubelet.config.manage_host {
-        let (total, available) = crate::sys::memory_bytes();
-        observed.insert(Signal::MemoryAvailable, (total as f64, available as f64));
-        if let Some((total, available)) = crate::sys::filesystem_bytes(&kubelet.config.root_dir) {
-            observed.insert(Signal::NodeFsAvailable, (total as f64, available as f64));
-        }
+        observe_host(&kubelet.config.root_dir)
     } else {
+        let mut observed = Observations::new();
         observed.insert(
             Signal::MemoryAvailable,
             ((16u64 << 30) as f64, (8u64 << 30) as f64),
@@ -156,6 +155,17 @@ pub fn observe(kubelet: &Kubelet) -> Observations {
             Signal::NodeFsAvailable,
             ((100u64 << 30) as f64, (50u64 << 30) as f64),
         );
+        observed
+    }
+}
+
+/// The host's memory and the filesystem holding `root_dir` (the nodefs).
+pub fn observe_host(root_dir: &std::path::Path) -> Observations {
+    let mut observed = Observations::new();
+    let (total, available) = crate::sys::memory_bytes();
+    observed.insert(Signal::MemoryAvailable, (total as f64, available as f64));
+    if let Some((total, available)) = crate::sys::filesystem_bytes(root_dir) {
+        observed.insert(Signal::NodeFsAvailable, (total as f64, available as f64));
     }
     observed
 }

@@ -1,12 +1,10 @@
 //! The ReplicaSet and ReplicationController controllers against a real API
 //! server, with a simulated node agent running the pods.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::ResourceExt;
@@ -137,7 +135,7 @@ async fn scaling_down_deletes_unready_pods_then_pods_on_crowded_nodes() {
     let unready = on("node-c")[0].clone();
     let pod_api: Api<Pod> = Api::namespaced(c.client.clone(), "rs");
     let pod = pod_api.get(&unready).await.unwrap();
-    common::set_status(&pod_api, &pod, "node-c", "10.0.0.9", false).await;
+    crate::common::set_status(&pod_api, &pod, "node-c", "10.0.0.9", false).await;
     eventually("3 ready pods", SOON, || async {
         (status_of(&api, "web").await.2 == 3).then_some(())
     })

@@ -14,9 +14,7 @@ use serde_json::json;
 use skiff_controllers::LeaderElection;
 use tokio::time::Instant;
 
-mod common;
-
-use common::{Cluster, Manager, eventually};
+use crate::common::{Cluster, Manager, eventually};
 
 /// A controller manager's configuration: every controller, no /healthz.
 fn every_controller(

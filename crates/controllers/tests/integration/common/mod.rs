@@ -1,7 +1,6 @@
 //! What the workload controllers' integration tests share: a real Skiff API
 //! server in-process, a controller manager running chosen controllers, and a
 //! simulated node agent that does to pods what kubelets would.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -3,15 +3,13 @@
 //! (HTTPS, behind the Node's InternalIP and kubelet port), which reports
 //! every pod on the node at a set CPU usage.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually};
 use bytes::Bytes;
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually};
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;

@@ -3,11 +3,9 @@
 //! code in the pod's `exit-code` label (0 when absent), or fails the pods
 //! of the completion index in its `fail-index` label.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;

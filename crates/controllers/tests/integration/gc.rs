@@ -2,11 +2,9 @@
 //! and orphan deletion (through the real kubectl), any kind of owner, and
 //! dependents of owners deleted while the controller manager was down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRole;

@@ -2,11 +2,9 @@
 //! bootstrap-token authentication on: a joining kubelet's request, made
 //! with a bootstrap token, is approved and signed by the cluster CA.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Manager, SOON, eventually};
+use crate::common::{Manager, SOON, eventually};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;

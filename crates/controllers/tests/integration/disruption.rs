@@ -1,9 +1,7 @@
 //! The disruption controller against a real API server, with pods made and
 //! run by the ReplicaSet controller and the simulated node agent.
 
-mod common;
-
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually};
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams, PostParams};

@@ -1,9 +1,7 @@
 //! The Endpoints and EndpointSlice controllers against a real API server,
 //! pods run by a simulated node agent.
 
-mod common;
-
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, live_pods};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;

@@ -2,11 +2,9 @@
 //! simulated scheduler and kubelet that bind each pod to the node its
 //! required node affinity names and run it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, Manager, SOON, eventually, set_status};
+use crate::common::{Cluster, Manager, SOON, eventually, set_status};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -126,7 +124,7 @@ fn daemon_set(image: &str) -> DaemonSet {
 }
 
 async fn pods_by_node(client: &Client) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = common::live_pods(client, "ds", "app=agent")
+    let mut out: Vec<(String, String)> = crate::common::live_pods(client, "ds", "app=agent")
         .await
         .iter()
         .map(|p| {
@@ -187,7 +185,7 @@ async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_its_template() {
         ["node-a", "node-b", "node-d"],
         "none on the tainted node"
     );
-    let pod = &common::live_pods(&c.client, "ds", "app=agent").await[0];
+    let pod = &crate::common::live_pods(&c.client, "ds", "app=agent").await[0];
     let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
     assert!(
         tolerations

@@ -1,11 +1,9 @@
 //! The pod garbage collector and the TTL-after-finished controller against
 //! a real API server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;

@@ -1,11 +1,11 @@
 //! The StatefulSet controller against a real API server, with the simulated
 //! node agent running the pods (ready a moment after they start).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, is_ready, live_pods};
+use crate::common::{
+    AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, is_ready, live_pods,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};

@@ -1,11 +1,9 @@
 //! The PersistentVolume binder, the host-path provisioner and the
 //! protection controllers against a real API server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

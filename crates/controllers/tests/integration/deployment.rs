@@ -3,13 +3,13 @@
 //! real kubectl: `rollout status`, `rollout undo`, `rollout history`,
 //! `scale`, `rollout pause/resume`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, is_ready, live_pods};
+use crate::common::{
+    AgentOptions, Cluster, Manager, NodeAgent, SOON, eventually, is_ready, live_pods,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;

@@ -2,13 +2,11 @@
 //! server: nodes are simulated by renewing (or not) their Lease and status,
 //! with grace periods shortened through the controller manager's flags.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;

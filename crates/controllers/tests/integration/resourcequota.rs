@@ -1,11 +1,9 @@
 //! The resource quota controller against a real API server: usage that
 //! drifted from the namespace's objects is counted again.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota};
 use kube::api::{Api, PostParams};
 use serde_json::json;

@@ -1,10 +1,8 @@
 //! The node IPAM controller against a real API server.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{Cluster, Manager, SOON, eventually};
+use crate::common::{Cluster, Manager, SOON, eventually};
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};

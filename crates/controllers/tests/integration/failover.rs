@@ -3,13 +3,11 @@
 //! Lease over when it expires and finishes the rollout, and nothing is
 //! created twice.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{AgentOptions, Cluster, Manager, NodeAgent, eventually};
+use crate::common::{AgentOptions, Cluster, Manager, NodeAgent, eventually};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;

@@ -1,0 +1,14 @@
+//! The API server's integration tests, as one test binary (one link and one
+//! executable instead of one per file). Each module starts real Skiff API
+//! servers in-process and drives them over HTTPS.
+
+mod admission;
+mod api;
+mod authn;
+mod crd;
+mod crd_conversion;
+mod fuzz;
+mod kubelet_proxy;
+mod node_authz;
+mod policy;
+mod rbac;
