@@ -626,7 +626,10 @@ impl<'a, W: Writes> Pass<'a, W> {
             }
             let rs = self.get(name);
             let (replicas, available) = (util::rs_replicas(rs), util::rs_available(rs));
-            if replicas == 0 || replicas == available {
+            // A status written before the last scale-down can count more
+            // available pods than the spec now wants: nothing is unhealthy
+            // then, and "removing" a negative number would scale it up.
+            if replicas == 0 || available >= replicas {
                 continue;
             }
             let down = (max_scaled_down - cleaned).min(replicas - available);
@@ -857,6 +860,8 @@ mod tests {
         status: Mutex<Option<DeploymentStatus>>,
         revision: Mutex<Option<String>>,
         clock: Mutex<i64>,
+        /// Every ReplicaSet write: its name and spec.replicas.
+        sizes: Mutex<Vec<(String, i32)>>,
     }
 
     fn api_error(code: u16, reason: &str) -> kube::Error {
@@ -885,6 +890,10 @@ mod tests {
             if current.metadata.resource_version != rs.metadata.resource_version {
                 return Err(api_error(409, "Conflict"));
             }
+            self.sizes
+                .lock()
+                .unwrap()
+                .push((rs.name_any(), util::rs_replicas(rs)));
             let mut new = rs.clone();
             new.metadata.resource_version = Some(self.tick().to_string());
             if new.spec != current.spec {
@@ -1086,6 +1095,64 @@ mod tests {
         let a = util::get_condition(&status, "Available").unwrap();
         assert_eq!(a.reason.as_deref(), Some(reason::MIN_AVAILABLE));
         assert_eq!(fake.revision.lock().unwrap().as_deref(), Some("1"));
+    }
+
+    /// An old ReplicaSet's status can still count pods a scale-down just
+    /// removed; the unhealthy-replica cleanup must not read that as a
+    /// negative number to remove, which would scale the old set back up
+    /// (and create a pod the rollout then deletes again).
+    #[tokio::test]
+    async fn a_stale_old_status_never_scales_the_old_replica_set_up() {
+        let fake = Fake::default();
+        let mut d = deployment(12, "25%", "0", "nginx:1");
+        settle(&fake, &mut d, 12).await;
+        d.spec.as_mut().unwrap().template = template("nginx:2");
+        d.metadata.generation = Some(2);
+        let old_name = format!("web-{}", util::compute_hash(&template("nginx:1"), None));
+        let new_name = format!("web-{}", util::compute_hash(&template("nginx:2"), None));
+        let pass = |d: &Deployment| Pass {
+            w: &fake,
+            d: d.clone(),
+            rss: fake.rss.lock().unwrap().values().cloned().collect(),
+            pods: Vec::new(),
+            now: Timestamp::from_second(2_000_000).unwrap(),
+            requeue: None,
+        };
+        pass(&d).run().await.unwrap();
+        {
+            let mut rss = fake.rss.lock().unwrap();
+            let old = rss.get_mut(&old_name).unwrap();
+            util::set_rs_replicas(old, 4);
+            let s = old.status.as_mut().unwrap();
+            s.replicas = 5;
+            s.ready_replicas = Some(5);
+            s.available_replicas = Some(5);
+            let new = rss.get_mut(&new_name).unwrap();
+            util::set_rs_replicas(new, 11);
+            new.status = Some(ReplicaSetStatus {
+                replicas: 11,
+                ready_replicas: Some(10),
+                available_replicas: Some(10),
+                observed_generation: new.metadata.generation,
+                ..ReplicaSetStatus::default()
+            });
+        }
+        d.status = fake.status.lock().unwrap().clone();
+        fake.sizes.lock().unwrap().clear();
+        pass(&d).run().await.unwrap();
+        let sizes: Vec<i32> = fake
+            .sizes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| *name == old_name)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(!sizes.is_empty(), "the old ReplicaSet is scaled down");
+        assert!(
+            sizes.iter().all(|n| *n < 4),
+            "the old ReplicaSet went 4 → {sizes:?}"
+        );
     }
 
     #[tokio::test]
