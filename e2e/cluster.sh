@@ -214,11 +214,17 @@ errors=$work/roll-errors
 : >"$errors"
 ( while [ ! -e "$work/roll-done" ]; do curl -sf --max-time 2 "http://$rip/hostname" >/dev/null || echo x >>"$errors"; sleep 0.1; done ) &
 loop=$!
-kubectl set env deploy/roll VERSION=2 >/dev/null
-check "the rolling update completes" kubectl rollout status deploy/roll --timeout=180s || diagnose
+# The new version is the test image under a second tag (no registry here).
+ctr --address "$work/containerd/containerd.sock" -n k8s.io images tag --force \
+    skiff.local/testhost:1.0 skiff.local/testhost:1.1 >/dev/null
+kubectl set image deploy/roll web=skiff.local/testhost:1.1 >/dev/null
+check "the rolling update to a new image tag completes" kubectl rollout status deploy/roll --timeout=180s || diagnose
 touch "$work/roll-done"; wait $loop
 check "no request failed during the rolling update" test ! -s "$errors"
-check "rollout undo returns to the first template" sh -c "kubectl rollout undo deploy/roll >/dev/null && kubectl rollout status deploy/roll --timeout=180s >/dev/null && kubectl get deploy roll -o jsonpath='{.spec.template.spec.containers[0].env[0].value}' | grep -qx 1"
+# (The old pods may still be in their preStop pause for a few seconds.)
+check "then only replicas of the new tag are left" until_ok 30 \
+    sh -c "test \"\$(kubectl get pods -l app=roll -o jsonpath='{.items[*].spec.containers[0].image}')\" = 'skiff.local/testhost:1.1 skiff.local/testhost:1.1 skiff.local/testhost:1.1'"
+check "rollout undo returns to the first image" sh -c "kubectl rollout undo deploy/roll >/dev/null && kubectl rollout status deploy/roll --timeout=180s >/dev/null && kubectl get deploy roll -o jsonpath='{.spec.template.spec.containers[0].image}' | grep -qx skiff.local/testhost:1.0"
 
 # logs -f, port-forward, cp.
 expect "kubectl logs -f follows a replica" 'Serving HTTP' timeout 5 kubectl logs -f "$pod"
