@@ -135,8 +135,10 @@ pub async fn allocate(api: &Api, svc: &mut Value) -> Result<(), ApiError> {
         svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
         svc["spec"]["ipFamilies"] = json!(["IPv4"]);
     }
+    // On error allocate_node_ports has released what it took; the ports
+    // it was refused belong to other Services and are not released here.
     if let Err(e) = allocate_node_ports(api, svc, &[]).await {
-        release(api, svc).await;
+        release_ip(api, svc).await;
         return Err(e);
     }
     Ok(())
@@ -159,6 +161,17 @@ pub async fn reallocate(api: &Api, new: &mut Value, old: &Value) -> Result<(), A
 
 /// Releases everything a Service held.
 pub async fn release(api: &Api, svc: &Value) {
+    release_ip(api, svc).await;
+    for port in node_ports(svc) {
+        let _ = api
+            .store
+            .delete(&format!("{NODE_PORT_PREFIX}{port}"), None)
+            .await;
+    }
+}
+
+/// Releases a Service's ClusterIP, if its IPAddress object names it.
+async fn release_ip(api: &Api, svc: &Value) {
     if let Some(ip) = svc["spec"]["clusterIP"]
         .as_str()
         .filter(|ip| *ip != "None" && !ip.is_empty())
@@ -176,12 +189,6 @@ pub async fn release(api: &Api, svc: &Value) {
                 let _ = api.store.delete(&key, Some(kv.mod_revision)).await;
             }
         }
-    }
-    for port in node_ports(svc) {
-        let _ = api
-            .store
-            .delete(&format!("{NODE_PORT_PREFIX}{port}"), None)
-            .await;
     }
 }
 
