@@ -990,4 +990,183 @@ mod tests {
         assert_eq!(r.service, Some(("ns".to_owned(), "web".to_owned())));
         assert!(r.managed && r.labels_ok);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        // Small pools, so that sharing, loss and leaks all happen often:
+        // addresses 10.0.0.1-6 in the range and 10.9.0.1 outside it,
+        // ports 30000-30003 in the range and 80 outside it.
+        fn pool_ip(i: u8) -> String {
+            if i == 6 {
+                "10.9.0.1".into()
+            } else {
+                format!("10.0.0.{}", i + 1)
+            }
+        }
+
+        fn pool_port(i: u8) -> u16 {
+            if i == 4 { 80 } else { 30000 + u16::from(i) }
+        }
+
+        fn services() -> impl Strategy<Value = Vec<ServiceView>> {
+            proptest::collection::vec(
+                (
+                    0u8..3,
+                    proptest::option::of(0u8..7),
+                    proptest::collection::btree_set(0u8..5, 0..3),
+                ),
+                0..6,
+            )
+            .prop_map(|specs| {
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (age, ip, ports))| {
+                        let ip = ip.map(pool_ip);
+                        let ports: Vec<u16> = ports.into_iter().map(pool_port).collect();
+                        let mut s = svc(
+                            &format!("s{i}"),
+                            &format!("t{age}"),
+                            &ip.iter().map(String::as_str).collect::<Vec<_>>(),
+                            &ports,
+                        );
+                        s.node_ports.sort_unstable();
+                        s
+                    })
+                    .collect()
+            })
+        }
+
+        fn records() -> impl Strategy<Value = (Vec<IpRecord>, Vec<PortRecord>)> {
+            (
+                proptest::collection::btree_map(
+                    0u8..7,
+                    (proptest::option::of(0usize..7), any::<bool>(), 1i64..4),
+                    0..7,
+                ),
+                proptest::collection::btree_map(0u8..5, 1i64..4, 0..5),
+            )
+                .prop_map(|(ips, ports)| {
+                    let ips = ips
+                        .into_iter()
+                        .map(|(i, (parent, managed, rev))| {
+                            let parent = parent.map(|p| format!("s{p}"));
+                            let mut r = ip(&pool_ip(i), rev, parent.as_deref());
+                            r.managed = managed;
+                            r.labels_ok = managed;
+                            r
+                        })
+                        .collect();
+                    let ports = ports
+                        .into_iter()
+                        .map(|(i, rev)| port(pool_port(i), rev))
+                        .collect();
+                    (ips, ports)
+                })
+        }
+
+        /// Whether a Service holds what the record allocates: any Service
+        /// in the range; outside it (an old range), the one it names.
+        fn held(
+            services: &[ServiceView],
+            key: &str,
+            ips: &[IpRecord],
+            ports: &[PortRecord],
+        ) -> bool {
+            if let Some(r) = ips.iter().find(|r| r.key == key) {
+                let in_range = range().contains(r.ip.parse().unwrap());
+                return services.iter().any(|s| {
+                    s.cluster_ips.contains(&r.ip)
+                        && (in_range || r.service.as_ref().is_some_and(|(ns, n)| s.is(ns, n)))
+                });
+            }
+            let r = ports
+                .iter()
+                .find(|r| r.key == key)
+                .expect("a listed record");
+            services.iter().any(|s| s.node_ports.contains(&r.port))
+        }
+
+        proptest! {
+            #[test]
+            fn only_records_no_service_holds_are_released_and_only_on_a_later_pass(
+                services in services(),
+                (ips, ports) in records(),
+            ) {
+                let first = run(&services, &ips, &ports, &Suspects::new());
+                prop_assert!(
+                    !first.actions.iter().any(|a| matches!(a, Action::Release { .. })),
+                    "nothing is released on first sight"
+                );
+                for (key, _) in first.suspects.keys() {
+                    prop_assert!(!held(&services, key, &ips, &ports), "{key} is held");
+                }
+                // Seen again unchanged: every suspect goes, nothing else does.
+                let second = run(&services, &ips, &ports, &first.suspects);
+                let mut released: Vec<&String> = second
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Release { key, .. } => Some(key),
+                        _ => None,
+                    })
+                    .collect();
+                released.sort();
+                let mut suspected: Vec<&String> = first.suspects.keys().map(|(k, _)| k).collect();
+                suspected.sort();
+                prop_assert_eq!(released, suspected);
+                prop_assert!(second.suspects.is_empty());
+            }
+
+            #[test]
+            fn every_held_address_in_range_ends_with_one_record_and_sharers_are_warned(
+                services in services(),
+                (ips, ports) in records(),
+            ) {
+                let p = run(&services, &ips, &ports, &Suspects::new());
+                let range = range();
+                let mut in_range_ips: BTreeMap<String, usize> = BTreeMap::new();
+                let mut in_range_ports: BTreeMap<u16, usize> = BTreeMap::new();
+                for s in &services {
+                    for ip in &s.cluster_ips {
+                        if range.contains(ip.parse().unwrap()) {
+                            *in_range_ips.entry(ip.clone()).or_default() += 1;
+                        }
+                    }
+                    for port in &s.node_ports {
+                        if NODE_PORTS.contains(port) {
+                            *in_range_ports.entry(*port).or_default() += 1;
+                        }
+                    }
+                }
+                for (ip, holders) in &in_range_ips {
+                    let fixes = p.actions.iter().filter(|a| matches!(a,
+                        Action::CreateIp { ip: i, .. } | Action::ReplaceIp { ip: i, .. } if i == ip)).count();
+                    let has_record = ips.iter().any(|r| &r.ip == ip);
+                    prop_assert!(fixes <= 1);
+                    prop_assert!(has_record || fixes == 1, "{ip} gets a record");
+                    let shared = p.actions.iter().filter(|a| matches!(a,
+                        Action::Warn { reason: "ClusterIPAlreadyAllocated", message, .. } if message.contains(&format!(":{ip} ")))).count();
+                    prop_assert_eq!(shared, holders - 1);
+                }
+                for (port, holders) in &in_range_ports {
+                    let created = p.actions.iter().filter(|a| matches!(a, Action::CreatePort { port: q } if q == port)).count();
+                    let has_record = ports.iter().any(|r| r.port == *port);
+                    prop_assert_eq!(created, usize::from(!has_record));
+                    let shared = p.actions.iter().filter(|a| matches!(a,
+                        Action::Warn { reason: "PortAlreadyAllocated", message, .. } if message.starts_with(&format!("Port {port} ")))).count();
+                    prop_assert_eq!(shared, holders - 1);
+                }
+                let out_of_range = services.iter().map(|s| {
+                    s.cluster_ips.iter().filter(|ip| !range.contains(ip.parse().unwrap())).count()
+                        + s.node_ports.iter().filter(|p| !NODE_PORTS.contains(p)).count()
+                }).sum::<usize>();
+                let warned = p.actions.iter().filter(|a| matches!(a,
+                    Action::Warn { reason: "ClusterIPOutOfRange" | "PortOutOfRange", .. })).count();
+                prop_assert_eq!(warned, out_of_range);
+            }
+        }
+    }
 }
