@@ -249,19 +249,33 @@ pub(crate) fn plan(
     suspected: &Suspects,
 ) -> Plan {
     let mut out = Plan::default();
-    let leaked = |key: &str, revision: Revision, out: &mut Plan| {
-        let id = (key.to_owned(), revision);
-        let seen = suspected.get(&id).copied().unwrap_or(0) + 1;
-        if seen >= PASSES_BEFORE_RELEASE {
-            out.actions.push(Action::Release {
-                key: key.to_owned(),
-                revision,
-            });
-        } else {
-            out.suspects.insert(id, seen);
-        }
-    };
+    plan_cluster_ips(services, ips, range, suspected, &mut out);
+    plan_node_ports(services, ports, port_range, suspected, &mut out);
+    out
+}
 
+/// A record no Service holds: suspected, or released once seen on enough
+/// consecutive passes.
+fn leaked(suspected: &Suspects, key: &str, revision: Revision, out: &mut Plan) {
+    let id = (key.to_owned(), revision);
+    let seen = suspected.get(&id).copied().unwrap_or(0) + 1;
+    if seen >= PASSES_BEFORE_RELEASE {
+        out.actions.push(Action::Release {
+            key: key.to_owned(),
+            revision,
+        });
+    } else {
+        out.suspects.insert(id, seen);
+    }
+}
+
+fn plan_cluster_ips(
+    services: &[ServiceView],
+    ips: &[IpRecord],
+    range: &ServiceRange,
+    suspected: &Suspects,
+    out: &mut Plan,
+) {
     // ClusterIPs: who holds each address in the range.
     let mut ip_holders: BTreeMap<String, Vec<&ServiceView>> = BTreeMap::new();
     for svc in services {
@@ -363,11 +377,18 @@ pub(crate) fn plan(
                 .any(|s| s.is(ns, name) && s.cluster_ips.contains(&r.ip))
         });
         if !held {
-            leaked(&r.key, r.revision, &mut out);
+            leaked(suspected, &r.key, r.revision, out);
         }
     }
+}
 
-    // NodePorts.
+fn plan_node_ports(
+    services: &[ServiceView],
+    ports: &[PortRecord],
+    port_range: &RangeInclusive<u16>,
+    suspected: &Suspects,
+    out: &mut Plan,
+) {
     let mut port_holders: BTreeMap<u16, Vec<&ServiceView>> = BTreeMap::new();
     for svc in services {
         for &port in &svc.node_ports {
@@ -415,10 +436,9 @@ pub(crate) fn plan(
         let held = port_holders.contains_key(&r.port)
             || services.iter().any(|s| s.node_ports.contains(&r.port));
         if !held {
-            leaked(&r.key, r.revision, &mut out);
+            leaked(suspected, &r.key, r.revision, out);
         }
     }
-    out
 }
 
 /// Runs passes; one at a time, sharing the leaks suspected so far.
@@ -671,7 +691,6 @@ impl Repairer {
             "count": 1,
             "action": action,
             "reportingComponent": component,
-            "reportingInstance": "",
         });
         if let Err(e) =
             crate::rest::create_object(api, None, events, event, Some(component), false).await
