@@ -227,7 +227,8 @@ impl Running {
         self.repairer.run_once().await
     }
 
-    /// The store this server keeps its objects in.
+    /// The store this server keeps its objects in. Writes to it skip
+    /// validation and admission (tests use it to break things on purpose).
     pub fn store(&self) -> Arc<dyn Store> {
         self.repairer.api().store.clone()
     }
