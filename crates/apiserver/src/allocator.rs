@@ -17,10 +17,17 @@ use skiff_store::Error as StoreError;
 use crate::Api;
 use crate::status::ApiError;
 
+pub(crate) mod repair;
+
 /// The default NodePort range (`--service-node-port-range`).
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 const NODE_PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
+
+/// The labels upstream's allocator puts on the IPAddress objects it owns.
+const MANAGED_BY_LABEL: &str = "ipaddress.kubernetes.io/managed-by";
+const MANAGED_BY: &str = "ipallocator.k8s.io";
+const IP_FAMILY_LABEL: &str = "ipaddress.kubernetes.io/ip-family";
 
 /// An IPv4 service range.
 #[derive(Clone, Copy, Debug)]
@@ -128,8 +135,10 @@ pub async fn allocate(api: &Api, svc: &mut Value) -> Result<(), ApiError> {
         svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
         svc["spec"]["ipFamilies"] = json!(["IPv4"]);
     }
+    // On error allocate_node_ports has released what it took; the ports
+    // it was refused belong to other Services and are not released here.
     if let Err(e) = allocate_node_ports(api, svc, &[]).await {
-        release(api, svc).await;
+        release_ip(api, svc).await;
         return Err(e);
     }
     Ok(())
@@ -152,6 +161,17 @@ pub async fn reallocate(api: &Api, new: &mut Value, old: &Value) -> Result<(), A
 
 /// Releases everything a Service held.
 pub async fn release(api: &Api, svc: &Value) {
+    release_ip(api, svc).await;
+    for port in node_ports(svc) {
+        let _ = api
+            .store
+            .delete(&format!("{NODE_PORT_PREFIX}{port}"), None)
+            .await;
+    }
+}
+
+/// Releases a Service's ClusterIP, if its IPAddress object names it.
+async fn release_ip(api: &Api, svc: &Value) {
     if let Some(ip) = svc["spec"]["clusterIP"]
         .as_str()
         .filter(|ip| *ip != "None" && !ip.is_empty())
@@ -170,12 +190,6 @@ pub async fn release(api: &Api, svc: &Value) {
             }
         }
     }
-    for port in node_ports(svc) {
-        let _ = api
-            .store
-            .delete(&format!("{NODE_PORT_PREFIX}{port}"), None)
-            .await;
-    }
 }
 
 fn ip_addresses() -> &'static skiff_api_types::registry::ResourceInfo {
@@ -183,28 +197,36 @@ fn ip_addresses() -> &'static skiff_api_types::registry::ResourceInfo {
         .expect("ipaddresses are registered")
 }
 
-/// Creates the IPAddress object for `ip`; false if it is taken.
-async fn claim_ip(api: &Api, svc: &Value, ip: Ipv4Addr) -> Result<bool, ApiError> {
-    let object = json!({
+/// The IPAddress object that allocates `ip` to the Service `namespace/name`.
+fn ip_address_object(ip: &str, namespace: &str, name: &str) -> Value {
+    json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IPAddress",
         "metadata": {
-            "name": ip.to_string(),
+            "name": ip,
             "labels": {
-                "ipaddress.kubernetes.io/ip-family": "IPv4",
-                "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+                IP_FAMILY_LABEL: "IPv4",
+                MANAGED_BY_LABEL: MANAGED_BY,
             },
         },
         "spec": {
             "parentRef": {
                 "group": "",
                 "resource": "services",
-                "namespace": svc["metadata"]["namespace"],
-                "name": svc["metadata"]["name"],
+                "namespace": namespace,
+                "name": name,
             },
         },
-    });
-    // Boxed: creating a Service allocates, and allocating creates an object.
+    })
+}
+
+/// Creates the IPAddress object for `ip`; false if it is taken.
+async fn claim_ip(api: &Api, svc: &Value, ip: Ipv4Addr) -> Result<bool, ApiError> {
+    let object = ip_address_object(
+        &ip.to_string(),
+        svc["metadata"]["namespace"].as_str().unwrap_or(""),
+        svc["metadata"]["name"].as_str().unwrap_or(""),
+    );
     match Box::pin(crate::rest::create_object(
         api,
         None,

@@ -46,9 +46,10 @@ use std::time::Duration;
 
 use skiff_store::Store;
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use admission::Config as AdmissionConfig;
+pub use allocator::repair::RepairReport;
 pub use authn::{AuthnConfig, DEFAULT_ISSUER};
 pub use server::User;
 
@@ -202,6 +203,8 @@ pub struct Running {
     pub ca_pem: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    repairer: Arc<allocator::repair::Repairer>,
+    repair_loop: Option<allocator::repair::Loop>,
 }
 
 impl Running {
@@ -211,6 +214,23 @@ impl Running {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some(repair) = self.repair_loop.take() {
+            repair.stop().await;
+        }
+    }
+
+    /// Runs one pass of the Service ClusterIP and NodePort repair now (the
+    /// server runs one at start and then every 3 minutes): releases
+    /// allocations seen leaked on consecutive passes, recreates those a
+    /// Service holds but lost, and reports conflicts as Events.
+    pub async fn repair_service_allocations(&self) -> Result<RepairReport, skiff_store::Error> {
+        self.repairer.run_once().await
+    }
+
+    /// The store this server keeps its objects in. Writes to it skip
+    /// validation and admission (tests use it to break things on purpose).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.repairer.api().store.clone()
     }
 }
 
@@ -333,6 +353,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     tokio::spawn(crd::follow(api.clone()));
     event_ttl::spawn(api.clone(), config.event_ttl);
+    // The first repair pass before serving: allocations lost or leaked
+    // while no server ran are put right before new ones are made.
+    let repairer = Arc::new(allocator::repair::Repairer::new(api.clone()));
+    if let Err(e) = repairer.run_once().await {
+        warn!(error = %e, "repairing Service allocations failed; retrying next pass");
+    }
+    let repair_loop = allocator::repair::spawn(repairer.clone(), allocator::repair::INTERVAL);
 
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::serve(listener, tls, api, async {
@@ -345,6 +372,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ca_pem: generated.ca_cert_pem,
         stop: Some(stop),
         task,
+        repairer,
+        repair_loop: Some(repair_loop),
     })
 }
 

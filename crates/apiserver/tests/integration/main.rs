@@ -12,3 +12,4 @@ mod kubelet_proxy;
 mod node_authz;
 mod policy;
 mod rbac;
+mod service_repair;
