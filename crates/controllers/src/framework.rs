@@ -505,6 +505,15 @@ impl Backoff {
     }
 }
 
+/// What to tell a user about a failed request: the API server's own message
+/// when it answered, else the error.
+pub(crate) fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The API server answered 404.
 pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

@@ -39,6 +39,7 @@ use tracing::{debug, info, warn};
 
 use crate::cache::{Cache, Changed};
 use crate::claim;
+use crate::events;
 use crate::expectations::Expectations;
 use crate::framework::{self, Backoff, Context};
 use crate::pods;
@@ -65,6 +66,9 @@ pub(crate) trait Replicated:
 {
     /// The object, seen as a ReplicaSet (the RC's map selector becomes
     /// `matchLabels`).
+    /// The controller's name as its events' source (upstream's).
+    const COMPONENT: &'static str;
+
     fn as_replica_set(&self) -> ReplicaSet;
     /// Its selector; `None` when invalid.
     fn selector(&self) -> Option<LabelSelector>;
@@ -73,6 +77,8 @@ pub(crate) trait Replicated:
 }
 
 impl Replicated for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+
     fn as_replica_set(&self) -> ReplicaSet {
         self.clone()
     }
@@ -85,6 +91,8 @@ impl Replicated for ReplicaSet {
 }
 
 impl Replicated for ReplicationController {
+    const COMPONENT: &'static str = "replication-controller";
+
     fn as_replica_set(&self) -> ReplicaSet {
         let mut v = serde_json::to_value(self).expect("a ReplicationController serializes");
         let selector = v["spec"]["selector"].take();
@@ -473,11 +481,33 @@ async fn manage_replicas<K: Replicated>(
                 match api.create(&PostParams::default(), &pod).await {
                     Ok(p) => {
                         debug!(pod = %p.name_any(), "created pod");
+                        let note = format!("Created pod: {}", p.name_any());
+                        events::record(
+                            &ctx.client,
+                            K::COMPONENT,
+                            obj,
+                            "Normal",
+                            "SuccessfulCreate",
+                            &note,
+                        )
+                        .await;
                         Ok(())
                     }
                     // Every create fails in a terminating namespace: nothing to do.
                     Err(e) if framework::is_namespace_terminating(&e) => Ok(()),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        let note = format!("Error creating: {}", framework::api_message(&e));
+                        events::record(
+                            &ctx.client,
+                            K::COMPONENT,
+                            obj,
+                            "Warning",
+                            "FailedCreate",
+                            &note,
+                        )
+                        .await;
+                        Err(e)
+                    }
                 }
             }
         })
@@ -524,7 +554,19 @@ async fn manage_replicas<K: Replicated>(
         let mut first = None;
         for (uid, pod_name, result) in results {
             match result {
-                Ok(_) => debug!(pod = %pod_name, "deleted pod"),
+                Ok(_) => {
+                    debug!(pod = %pod_name, "deleted pod");
+                    let note = format!("Deleted pod: {pod_name}");
+                    events::record(
+                        &ctx.client,
+                        K::COMPONENT,
+                        obj,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &note,
+                    )
+                    .await;
+                }
                 Err(e) => {
                     ctx.expectations
                         .deletion_observed(&key, uid.as_deref().unwrap_or_default());

@@ -95,6 +95,28 @@ async fn a_replica_set_creates_its_pods_once_and_counts_them_available_after_min
     tokio::time::sleep(Duration::from_secs(1)).await;
     let all: Api<Pod> = Api::namespaced(c.client.clone(), "rs");
     assert_eq!(all.list(&Default::default()).await.unwrap().items.len(), 10);
+    // One SuccessfulCreate event per pod, as `kubectl describe rs` shows.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), "rs");
+    let mut created: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+        .inspect(|e| {
+            assert_eq!(e.involved_object.name.as_deref(), Some("web"));
+            assert_eq!(
+                e.source.as_ref().and_then(|s| s.component.as_deref()),
+                Some("replicaset-controller")
+            );
+        })
+        .filter_map(|e| e.message?.strip_prefix("Created pod: ").map(str::to_owned))
+        .collect();
+    created.sort();
+    let mut names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    assert_eq!(created, names);
 
     manager.stop().await;
     c.stop().await;
