@@ -350,6 +350,66 @@ done
 expect "status counts the restarts" 'apiserver +\| [0-9]+ +\| 1 ' skiffctl status --data-dir "$work"
 check "Deployment web is still available" kubectl rollout status deploy/web --timeout=60s
 
+# 4b. The same kills while one rollout runs: 6 replicas rolled to the new
+# tag one pod at a time (each counting only after 10 s ready), every
+# component SIGKILLed in turn during it. The rollout completes with 6 pods
+# of the new tag, and the new ReplicaSet's SuccessfulCreate events name no
+# pod beyond them: nothing lost, nothing created twice.
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 6
+  minReadySeconds: 10
+  selector: {matchLabels: {app: steady}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: steady}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: skiff.local/testhost:1.0
+        args: [netexec, --http-port=8080]
+        readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+YAML
+check "Deployment steady (6 replicas) rolls out" kubectl rollout status deploy/steady --timeout=180s || diagnose
+kubectl set image deploy/steady web=skiff.local/testhost:1.1 >/dev/null
+killed=()
+for c in controller-manager kubelet scheduler apiserver containerd proxy dns; do
+    old=$(pid_of "$c")
+    [ -n "$old" ] || continue
+    kill -9 "$old"
+    killed+=("$c")
+    until_ok 90 sh -c "p=\$(python3 -c 'import json; print(json.load(open(\"$work/state.json\"))[\"components\"][\"$c\"].get(\"pid\") or \"\")'); [ -n \"\$p\" ] && [ \"\$p\" != $old ] && kill -0 \$p"
+    sleep 2
+done
+# (--watch=false answers at once; the API server may still be starting.)
+until_ok 30 kubectl get deploy steady
+expect "every component was killed while the rollout was still under way" \
+    '^controller-manager kubelet scheduler apiserver containerd proxy dns: Waiting for' \
+    sh -c "echo \"${killed[*]}: \$(kubectl rollout status deploy/steady --watch=false)\""
+check "the rollout completes through the kills" kubectl rollout status deploy/steady --timeout=300s || diagnose
+six_new=$(echo skiff.local/testhost:1.1{,,,,,})
+check "then exactly 6 pods, all of the new tag, are left" until_ok 60 \
+    sh -c "test \"\$(kubectl get pods -l app=steady -o jsonpath='{.items[*].spec.containers[0].image}')\" = '$six_new'"
+expect "one ReplicaSet per template" '^2$' sh -c "kubectl get rs -l app=steady -o name | wc -l"
+created_beyond() {
+    kubectl get events -o json | python3 -c '
+import json, subprocess, sys
+rs = subprocess.run(["kubectl", "get", "rs", "-l", "app=steady", "-o", "json"], capture_output=True, text=True, check=True)
+new = [r["metadata"]["name"] for r in json.loads(rs.stdout)["items"] if r["spec"]["replicas"] == 6]
+pods = subprocess.run(["kubectl", "get", "pods", "-l", "app=steady", "-o", "jsonpath={.items[*].metadata.name}"], capture_output=True, text=True, check=True).stdout.split()
+created = [e["message"].split(": ", 1)[1] for e in json.load(sys.stdin)["items"]
+           if e.get("reason") == "SuccessfulCreate" and e.get("involvedObject", {}).get("name") in new]
+extra = sorted(set(created) - set(pods))
+print("new ReplicaSet", new, "created", len(created), "pods; not among the 6 left:", extra)
+sys.exit(1 if len(new) != 1 or extra or len(created) != len(set(created)) else 0)
+'
+}
+check "no pod of the new ReplicaSet was created twice or replaced" created_beyond
+
 pod_uids=$(kubectl get pods -l app=web -o jsonpath='{.items[*].metadata.uid}')
 # 5. Down removes everything: processes, containers, mounts, bridge, rules.
 out=$(skiffctl down --data-dir "$work" 2>&1)

@@ -37,6 +37,7 @@ mod server;
 mod status;
 mod strategy;
 mod typed;
+mod versions;
 mod watch;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

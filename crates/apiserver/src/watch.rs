@@ -241,11 +241,16 @@ impl Stream {
         self.tx.send(Ok(Frame::data(line))).await.is_ok()
     }
 
-    /// A custom resource as the watched version shows it (converted when
-    /// stored in another; metadata-only watches need no conversion).
+    /// An object as the watched version shows it: a custom resource or a
+    /// built-in kind stored in another version converted (metadata-only
+    /// watches need no conversion).
     async fn in_version(&self, obj: &Arc<CachedObject>) -> Result<Arc<CachedObject>, ApiError> {
-        if self.custom_columns.is_none() || self.output.shape == Shape::PartialObjectMetadata {
+        if self.output.shape == Shape::PartialObjectMetadata {
             return Ok(obj.clone());
+        }
+        if self.custom_columns.is_none() {
+            let mut converted = crate::crd::builtin_in_version(self.resource, vec![obj.clone()]);
+            return Ok(converted.pop().expect("as many objects out as in"));
         }
         let Some(served) = self.crds.served(self.resource) else {
             return Ok(obj.clone());

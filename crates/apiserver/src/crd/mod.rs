@@ -483,15 +483,16 @@ fn failed(why: String) -> ApiError {
 }
 
 /// An object as `resource`'s version shows it: a custom resource in another
-/// version is converted (its CRD's conversion strategy); anything else is
-/// answered as it is.
+/// version is converted (its CRD's conversion strategy), as is a built-in
+/// kind stored in another version (see [`crate::versions`]); anything else
+/// is answered as it is.
 pub async fn to_served(api: &Api, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
     let wanted = resource.api_version();
     if obj["apiVersion"] == wanted.as_str() {
         return Ok(obj);
     }
     let Some(served) = api.crds.served(resource) else {
-        return Ok(obj);
+        return Ok(crate::versions::convert(&obj, &wanted).unwrap_or(obj));
     };
     let mut converted = conversion::convert(&api.cache, &served.conversion, vec![obj], &wanted)
         .await
@@ -499,15 +500,17 @@ pub async fn to_served(api: &Api, resource: &ResourceInfo, obj: Value) -> Result
     Ok(converted.pop().expect("as many objects out as in"))
 }
 
-/// A custom resource about to be stored, converted to its CRD's storage
-/// version; `None` when it is in it already (or is no custom resource).
+/// An object about to be stored, converted to its storage version (a
+/// custom resource's CRD's, or a built-in kind's, see [`crate::versions`]);
+/// `None` when it is in it already.
 pub async fn to_storage(
     api: &Api,
     resource: &ResourceInfo,
     obj: &Value,
 ) -> Result<Option<Value>, ApiError> {
     let Some(served) = api.crds.served(resource) else {
-        return Ok(None);
+        return Ok(crate::versions::storage_version(resource)
+            .and_then(|version| crate::versions::convert(obj, version)));
     };
     let wanted = format!("{}/{}", resource.group, served.storage_version);
     if served.storage_version.is_empty() || obj["apiVersion"] == wanted.as_str() {
@@ -521,7 +524,7 @@ pub async fn to_storage(
 }
 
 /// Cached objects as `resource`'s version shows them (one webhook call for
-/// all that need converting).
+/// all custom resources that need converting).
 pub async fn cached_to_served(
     api: &Api,
     resource: &ResourceInfo,
@@ -529,8 +532,34 @@ pub async fn cached_to_served(
 ) -> Result<Vec<Arc<CachedObject>>, ApiError> {
     match api.crds.served(resource) {
         Some(served) => cached_in_version(&api.cache, &served, resource, objects).await,
-        None => Ok(objects),
+        None => Ok(builtin_in_version(resource, objects)),
     }
+}
+
+/// Cached built-in objects in `resource`'s version, for the kinds stored
+/// in another (see [`crate::versions`]).
+pub fn builtin_in_version(
+    resource: &ResourceInfo,
+    mut objects: Vec<Arc<CachedObject>>,
+) -> Vec<Arc<CachedObject>> {
+    if !crate::versions::converts(resource) {
+        return objects;
+    }
+    let wanted = resource.api_version();
+    for o in &mut objects {
+        if cached_in(&wanted, o) {
+            continue;
+        }
+        if let Some(value) = crate::versions::convert(&o.value(), &wanted) {
+            *o = Arc::new(CachedObject::from_value(
+                resource,
+                o.key.clone(),
+                &value,
+                o.revision,
+            ));
+        }
+    }
+    objects
 }
 
 /// [`cached_to_served`] for a CRD's version already looked up (a watch

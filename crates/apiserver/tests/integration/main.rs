@@ -7,6 +7,7 @@ mod api;
 mod authn;
 mod crd;
 mod crd_conversion;
+mod events;
 mod fuzz;
 mod kubelet_proxy;
 mod node_authz;
