@@ -344,6 +344,9 @@ async fn server_objects(
     if let Err(err) = ensure_join_token(l, client.clone()).await {
         println!("- no bootstrap token for skiffctl join: {err:#}");
     }
+    if let Err(err) = ensure_bootstrap_ca_reader(client.clone()).await {
+        println!("- skiffctl join will need --certificate-authority: {err:#}");
+    }
     if let Err(err) = ensure_node_proxier(client.clone()).await {
         println!("- joined nodes' skiff-proxy will lack permissions: {err:#}");
     }
@@ -551,6 +554,36 @@ async fn ensure_default_storage_class(client: kube::Client) -> anyhow::Result<()
         )
         .await
         .context("applying StorageClass standard")?;
+    Ok(())
+}
+
+/// `skiffctl join` without `--certificate-authority` reads the cluster CA
+/// from kube-public/kube-root-ca.crt with its bootstrap token; the default
+/// policy gives bootstrappers no read access to kube-public, so this Role
+/// grants `get` on that one ConfigMap.
+async fn ensure_bootstrap_ca_reader(client: kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let name = "skiff:bootstrap-ca-reader";
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kube-root-ca.crt"], "verbs": ["get"]}],
+    });
+    Api::<Role>::namespaced(client.clone(), "kube-public")
+        .patch(name, &pp, &Patch::Apply(role))
+        .await?;
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:bootstrappers"}],
+    });
+    Api::<RoleBinding>::namespaced(client, "kube-public")
+        .patch(name, &pp, &Patch::Apply(binding))
+        .await?;
     Ok(())
 }
 
