@@ -655,10 +655,11 @@ fn usage(l: &Layout, s: &Settings) {
                 let ip =
                     crate::supervisor::local_ip().unwrap_or_else(|| "<this machine's IP>".into());
                 println!(
-                    "Join another machine: skiffctl join --server https://{ip}:{} --token {} --certificate-authority {}",
+                    "Join another machine: skiffctl join --server https://{ip}:{} --token {} --certificate-authority {}{}",
                     s.secure_port,
                     token.trim(),
-                    l.ca_cert().display()
+                    l.ca_cert().display(),
+                    cluster_flags(s)
                 );
             }
         }
@@ -670,6 +671,24 @@ fn usage(l: &Layout, s: &Settings) {
             println!("Health: skiffctl status --data-dir {}", l.dir.display());
         }
     }
+}
+
+/// The cluster-wide settings a joining node must share and cannot learn
+/// from the server (the proxy's cluster CIDR, the pods' resolver and
+/// domain), as `join` flags, for those that are not the defaults.
+fn cluster_flags(s: &Settings) -> String {
+    let d = Settings::defaults(s.mode.clone(), String::new(), Default::default());
+    let mut out = String::new();
+    for (flag, value, default) in [
+        ("--cluster-cidr", &s.cluster_cidr, &d.cluster_cidr),
+        ("--cluster-dns", &s.dns_service_ip, &d.dns_service_ip),
+        ("--cluster-domain", &s.cluster_domain, &d.cluster_domain),
+    ] {
+        if value != default {
+            out.push_str(&format!(" {flag} {value}"));
+        }
+    }
+    out
 }
 
 /// `down`: the supervisor stops the components (pods removed through CRI
@@ -829,6 +848,18 @@ mod tests {
         );
         assert_eq!(slice.endpoints[0].addresses, ["192.0.2.2"]);
         assert_eq!(slice.ports.unwrap()[1].port, Some(10053));
+    }
+
+    #[test]
+    fn the_join_command_carries_the_cluster_settings_that_are_not_defaults() {
+        let mut s = config::tests_settings();
+        assert_eq!(cluster_flags(&s), "");
+        s.cluster_cidr = "10.247.0.0/16".into();
+        s.dns_service_ip = "10.97.0.10".into();
+        assert_eq!(
+            cluster_flags(&s),
+            " --cluster-cidr 10.247.0.0/16 --cluster-dns 10.97.0.10"
+        );
     }
 
     #[test]
