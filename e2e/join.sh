@@ -82,9 +82,9 @@ up_flags=(--data-dir "$sdir" --images-dir "$images" --node-name "$server"
     --eviction-hard "$eviction" --timeout 180)
 # The node's kubelet and proxy keep upstream's ports: they listen in the
 # node's own network namespace.
-join_node_flags=(--data-dir "$ndir" --images-dir "$images" --node-name "$node"
-    --cni-bridge "$node_bridge" --cluster-cidr "$cluster_cidr" --cluster-dns "$dns_ip"
-    --eviction-hard "$eviction" --timeout 120)
+node_flags=(--data-dir "$ndir" --images-dir "$images" --node-name "$node"
+    --cni-bridge "$node_bridge" --eviction-hard "$eviction" --timeout 120)
+cluster_flags=(--cluster-cidr "$cluster_cidr" --cluster-dns "$dns_ip")
 
 # The second machine: a process holding the node's mount namespace, in the
 # node's network namespace; on_node runs a command there.
@@ -242,6 +242,7 @@ join_line=$(echo "$out" | grep '^Join another machine: skiffctl join ')
 token=$(echo "$join_line" | sed -n 's/.* --token \([^ ]*\).*/\1/p')
 ca=$(echo "$join_line" | sed -n 's/.* --certificate-authority \([^ ]*\).*/\1/p')
 expect "up prints a join command with the data dir's bootstrap token and CA" "^$(cat "$sdir/join-token" 2>/dev/null) $sdir/" echo "$token $ca"
+expect "and with the cluster's CIDR and DNS address (not the defaults)" " ${cluster_flags[*]}\$" echo "$join_line"
 expect "the token's Secret is a bootstrap token in kube-system" '^bootstrap.kubernetes.io/token$' \
     kubectl -n kube-system get secret "bootstrap-token-${token%%.*}" -o jsonpath='{.type}'
 check "the token may read the cluster CA from kube-public (join without --certificate-authority)" \
@@ -250,9 +251,13 @@ check "the token may read the cluster CA from kube-public (join without --certif
 expect "the API server's certificate names the host's veth address" "IP Address:$host_ip(,|\$)" \
     openssl x509 -in "$sdir/apiserver/pki/apiserver.crt" -noout -ext subjectAltName
 
-# 2. Join from the node's namespace, at the host's veth address.
-out=$(on_node "$bin/skiffctl" join --server "https://$host_ip:$base" --token "$token" \
-    --certificate-authority "$ca" "${join_node_flags[@]}" 2>&1)
+# 2. Join from the node's namespace with the command up printed, at the
+# host's veth address.
+read -ra printed <<<"${join_line#Join another machine: skiffctl join }"
+for i in "${!printed[@]}"; do
+    [ "$i" -gt 0 ] && [ "${printed[i - 1]}" = --server ] && printed[i]=https://$host_ip:$base
+done
+out=$(on_node "$bin/skiffctl" join "${printed[@]}" "${node_flags[@]}" 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl join starts the node"; else fail "skiffctl join starts the node" "$out"; diagnose; summary; exit 1; fi
 for c in containerd kubelet proxy; do
     check "the node's $c runs in the node's network namespace" same_netns "$(pid_of "$ndir" "$c")"
@@ -356,7 +361,7 @@ check "and renewed (within 25 s: every 10 s)" until_ok 25 sh -c "[ \"\$(kubectl 
 # 7. A second join changes nothing.
 sup=$(cat "$ndir/supervisor.pid")
 expect "a second join says it is already up" 'already up' on_node "$bin/skiffctl" join --server "https://$host_ip:$base" \
-    --token "$token" --certificate-authority "$ca" "${join_node_flags[@]}"
+    --token "$token" --certificate-authority "$ca" "${cluster_flags[@]}" "${node_flags[@]}"
 check "and changes nothing (same supervisor, same kubelet)" sh -c "[ \"\$(cat '$ndir/supervisor.pid')\" = $sup ] && kill -0 $(pid_of "$ndir" kubelet)"
 
 # 8. down --purge of the node leaves nothing of it; the server's pod runs on.
@@ -371,7 +376,7 @@ check "the server's pod still runs (exec)" kubectl exec on-server -- /bin/true
 
 # 9. Joining again from scratch, without --certificate-authority: the CA
 # comes from kube-public (the server unverified), the Node is the same.
-out=$(on_node "$bin/skiffctl" join --server "https://$host_ip:$base" --token "$token" "${join_node_flags[@]}" 2>&1)
+out=$(on_node "$bin/skiffctl" join --server "https://$host_ip:$base" --token "$token" "${cluster_flags[@]}" "${node_flags[@]}" 2>&1)
 if [ $? -eq 0 ]; then ok "skiffctl join again, without --certificate-authority"; else fail "skiffctl join again, without --certificate-authority" "$out"; diagnose; fi
 check "the CA it fetched is the cluster's" cmp "$ndir/ca.crt" "$ca"
 check "node $node is Ready again" kubectl wait "node/$node" --for=condition=Ready --timeout=60s
