@@ -223,6 +223,9 @@ pub struct Host {
     /// wildcard address would answer from whichever address routing picks,
     /// not the one the Service's DNAT sent the query to).
     pub node_ip: String,
+    /// `join` only: the pod CIDR the cluster allocated to this node (the
+    /// kubelet's `--pod-cidr`), learned before the kubelet starts.
+    pub pod_cidr: Option<String>,
 }
 
 /// The first `/mask` subnet of `cidr` (`10.244.0.0/16`, 24 → `10.244.0.0/24`):
@@ -325,11 +328,15 @@ pub fn args(component: &str, s: &Settings, l: &Layout, host: &Host) -> Vec<Strin
             // the node IPAM controller has set the Node's spec.podCIDR (and
             // without that controller nobody does): on `up`'s single node
             // that allocation is the cluster CIDR's first subnet anyway.
-            if s.mode == Mode::Server {
-                push(&[
+            // On a joined node, the subnet the node IPAM controller gave its
+            // Node (see join::pod_cidr).
+            match (&s.mode, &host.pod_cidr) {
+                (Mode::Server, _) => push(&[
                     "--pod-cidr",
                     &first_subnet(&s.cluster_cidr, s.node_cidr_mask_size),
-                ]);
+                ]),
+                (Mode::Node, Some(cidr)) => push(&["--pod-cidr", cidr]),
+                (Mode::Node, None) => {}
             }
         }
         "proxy" => {
@@ -490,6 +497,7 @@ mod tests {
     fn host() -> Host {
         Host {
             node_ip: "192.0.2.7".into(),
+            pod_cidr: None,
         }
     }
 
@@ -573,6 +581,12 @@ mod tests {
         let k = joined(&args("kubelet", &s, &l, &host()));
         assert!(k.contains("--bootstrap-kubeconfig /d/bootstrap-kubelet.kubeconfig"));
         assert!(!k.contains("--pod-cidr"));
+        let joined_host = Host {
+            pod_cidr: Some("10.244.3.0/24".into()),
+            ..host()
+        };
+        let k = joined(&args("kubelet", &s, &l, &joined_host));
+        assert!(k.contains("--pod-cidr 10.244.3.0/24"));
     }
 
     #[test]

@@ -139,6 +139,67 @@ pub async fn bootstrap(l: &Layout, s: &Settings, stop: &Arc<AtomicBool>) -> anyh
     crate::pki::write_private(&l.kubelet_kubeconfig(), &text)
 }
 
+/// How long a joined node waits for the node IPAM controller.
+const POD_CIDR_WAIT: Duration = Duration::from_secs(60);
+
+/// The pod CIDR the cluster allocates to this node, for the kubelet's
+/// `--pod-cidr`. The kubelet writes its CNI configuration once, as it
+/// starts, from `--pod-cidr` or else its Node's `spec.podCIDR`; on a first
+/// join there is no Node yet, and it would fall back to a fixed
+/// 10.244.0.0/24 whatever the cluster CIDR (the server node's subnet, with
+/// the default one). So the Node is registered here first, with the
+/// kubelet's own credentials (a node may create its own Node; the kubelet
+/// finds it registered and reconciles its labels), and the controller
+/// manager's node IPAM gives it a subnet. `None` (the kubelet's fallback)
+/// when no subnet comes, as on a cluster that does not allocate them.
+pub async fn pod_cidr(
+    l: &Layout,
+    s: &Settings,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Option<String>> {
+    use k8s_openapi::api::core::v1::Node;
+    let kubeconfig = std::fs::read_to_string(l.kubelet_kubeconfig())
+        .with_context(|| format!("reading {}", l.kubelet_kubeconfig().display()))?;
+    let nodes: Api<Node> = Api::all(client(&kubeconfig).await?);
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": s.node_name,
+            "labels": {"kubernetes.io/hostname": s.node_name},
+            "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+        },
+    }))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(err) => return Err(err).context(format!("registering Node {}", s.node_name)),
+    }
+    let deadline = tokio::time::Instant::now() + POD_CIDR_WAIT;
+    loop {
+        anyhow::ensure!(
+            !stop.load(Ordering::SeqCst),
+            "stopped while waiting for the pod CIDR of {}",
+            s.node_name
+        );
+        if let Ok(node) = nodes.get(&s.node_name).await
+            && let Some(cidr) = node.spec.and_then(|spec| spec.pod_cidr)
+        {
+            eprintln!("node {}: pod CIDR {cidr}", s.node_name);
+            return Ok(Some(cidr));
+        }
+        if tokio::time::Instant::now() > deadline {
+            eprintln!(
+                "node {}: no pod CIDR allocated in {} s; the kubelet picks its own",
+                s.node_name,
+                POD_CIDR_WAIT.as_secs()
+            );
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,7 @@ pub fn resolve(component: &str) -> Result<PathBuf, String> {
 pub fn host() -> anyhow::Result<Host> {
     Ok(Host {
         node_ip: local_ip().context("finding this host's address (is there a default route?)")?,
+        pod_cidr: None,
     })
 }
 
@@ -266,6 +267,8 @@ impl Supervisor {
                 self.set_phase("getting the kubelet's certificate (bootstrap token, CSR)");
                 let stop = self.stop.clone();
                 crate::join::bootstrap(&l, &self.settings, &stop).await?;
+                self.set_phase("waiting for the node's pod CIDR");
+                self.host.pod_cidr = crate::join::pod_cidr(&l, &self.settings, &stop).await?;
                 self.set_phase("starting the kubelet and proxy");
                 for c in ["kubelet", "proxy"] {
                     self.spawn(c)?;

@@ -344,6 +344,9 @@ async fn server_objects(
     if let Err(err) = ensure_join_token(l, client.clone()).await {
         println!("- no bootstrap token for skiffctl join: {err:#}");
     }
+    if let Err(err) = ensure_bootstrap_ca_reader(client.clone()).await {
+        println!("- skiffctl join will need --certificate-authority: {err:#}");
+    }
     if let Err(err) = ensure_node_proxier(client.clone()).await {
         println!("- joined nodes' skiff-proxy will lack permissions: {err:#}");
     }
@@ -554,6 +557,36 @@ async fn ensure_default_storage_class(client: kube::Client) -> anyhow::Result<()
     Ok(())
 }
 
+/// `skiffctl join` without `--certificate-authority` reads the cluster CA
+/// from kube-public/kube-root-ca.crt with its bootstrap token; the default
+/// policy gives bootstrappers no read access to kube-public, so this Role
+/// grants `get` on that one ConfigMap.
+async fn ensure_bootstrap_ca_reader(client: kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let name = "skiff:bootstrap-ca-reader";
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kube-root-ca.crt"], "verbs": ["get"]}],
+    });
+    Api::<Role>::namespaced(client.clone(), "kube-public")
+        .patch(name, &pp, &Patch::Apply(role))
+        .await?;
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:bootstrappers"}],
+    });
+    Api::<RoleBinding>::namespaced(client, "kube-public")
+        .patch(name, &pp, &Patch::Apply(binding))
+        .await?;
+    Ok(())
+}
+
 /// A joined node's skiff-proxy runs with the kubelet's credentials (user
 /// `system:node:<name>`, group `system:nodes`); the Node authorizer does not
 /// let it list Services and EndpointSlices, so nodes get kube-proxy's role.
@@ -622,10 +655,11 @@ fn usage(l: &Layout, s: &Settings) {
                 let ip =
                     crate::supervisor::local_ip().unwrap_or_else(|| "<this machine's IP>".into());
                 println!(
-                    "Join another machine: skiffctl join --server https://{ip}:{} --token {} --certificate-authority {}",
+                    "Join another machine: skiffctl join --server https://{ip}:{} --token {} --certificate-authority {}{}",
                     s.secure_port,
                     token.trim(),
-                    l.ca_cert().display()
+                    l.ca_cert().display(),
+                    cluster_flags(s)
                 );
             }
         }
@@ -637,6 +671,24 @@ fn usage(l: &Layout, s: &Settings) {
             println!("Health: skiffctl status --data-dir {}", l.dir.display());
         }
     }
+}
+
+/// The cluster-wide settings a joining node must share and cannot learn
+/// from the server (the proxy's cluster CIDR, the pods' resolver and
+/// domain), as `join` flags, for those that are not the defaults.
+fn cluster_flags(s: &Settings) -> String {
+    let d = Settings::defaults(s.mode.clone(), String::new(), Default::default());
+    let mut out = String::new();
+    for (flag, value, default) in [
+        ("--cluster-cidr", &s.cluster_cidr, &d.cluster_cidr),
+        ("--cluster-dns", &s.dns_service_ip, &d.dns_service_ip),
+        ("--cluster-domain", &s.cluster_domain, &d.cluster_domain),
+    ] {
+        if value != default {
+            out.push_str(&format!(" {flag} {value}"));
+        }
+    }
+    out
 }
 
 /// `down`: the supervisor stops the components (pods removed through CRI
@@ -796,6 +848,18 @@ mod tests {
         );
         assert_eq!(slice.endpoints[0].addresses, ["192.0.2.2"]);
         assert_eq!(slice.ports.unwrap()[1].port, Some(10053));
+    }
+
+    #[test]
+    fn the_join_command_carries_the_cluster_settings_that_are_not_defaults() {
+        let mut s = config::tests_settings();
+        assert_eq!(cluster_flags(&s), "");
+        s.cluster_cidr = "10.247.0.0/16".into();
+        s.dns_service_ip = "10.97.0.10".into();
+        assert_eq!(
+            cluster_flags(&s),
+            " --cluster-cidr 10.247.0.0/16 --cluster-dns 10.97.0.10"
+        );
     }
 
     #[test]
