@@ -38,7 +38,8 @@ build:
 ## on both stores, the kubelet on a real containerd, the proxy on real
 ## iptables in network namespaces, cluster DNS, and a whole cluster brought
 ## up by skiffctl and driven by kubectl (on the embedded store, and on a
-## 3-member etcd cluster losing a member midway).
+## 3-member etcd cluster losing a member midway), and a second node joining
+## it with skiffctl join from a network namespace.
 test:
 	$(CARGO) test --workspace
 	@df -h . | awk 'NR == 2 { print "disk before the end-to-end suites: " $$4 " free of " $$2 }'
@@ -48,6 +49,7 @@ test:
 	e2e/dns.sh
 	e2e/cluster.sh
 	e2e/cluster-etcd.sh
+	e2e/join.sh
 
 ## bench: the store benchmark (embedded, etcd backend, raw etcd-client), then
 ## the API server benchmark (both stores, beside raw store creates; the
