@@ -136,11 +136,14 @@ pub async fn leftovers(l: &Layout, s: Option<&Settings>) -> Vec<String> {
     }
     // CNI DEL removes the bridge plugin's masquerade chain of each pod; a
     // pod whose DEL never ran (containerd killed, a full disk) leaves its
-    // chain behind.
-    match remove_cni_masquerade(skiff_kubelet::cni::NETWORK_NAME) {
-        Ok(0) => {}
-        Ok(n) => println!("removed {n} leftover CNI masquerade chain(s)"),
-        Err(err) => problems.push(format!("removing CNI masquerade chains: {err:#}")),
+    // chain behind. Only chains for this cluster's pod addresses go: another
+    // Skiff cluster on this host (other CIDRs) keeps its pods' chains.
+    if let Some(s) = s {
+        match remove_cni_masquerade(skiff_kubelet::cni::NETWORK_NAME, &s.cluster_cidr) {
+            Ok(0) => {}
+            Ok(n) => println!("removed {n} leftover CNI masquerade chain(s)"),
+            Err(err) => problems.push(format!("removing CNI masquerade chains: {err:#}")),
+        }
     }
     // No pod survives: host-local's reservations and the node's CNI config
     // (rewritten by the kubelet from the Node's podCIDR) go.
@@ -159,14 +162,16 @@ pub async fn leftovers(l: &Layout, s: Option<&Settings>) -> Vec<String> {
 }
 
 /// Deletes the nat chains the CNI bridge plugin made for pods of `network`
-/// (`CNI-<hash>`, each rule commented `name: "<network>" id: "<container>"`)
-/// and the POSTROUTING rules jumping to them, in one iptables-restore.
-fn remove_cni_masquerade(network: &str) -> anyhow::Result<usize> {
+/// in `cluster_cidr` (`CNI-<hash>`, each rule commented `name: "<network>"
+/// id: "<container>"`, one accepting the pod subnet) and the POSTROUTING
+/// rules jumping to them, in one iptables-restore.
+fn remove_cni_masquerade(network: &str, cluster_cidr: &str) -> anyhow::Result<usize> {
     let out = std::process::Command::new("iptables-save")
         .args(["-t", "nat"])
         .output()?;
     anyhow::ensure!(out.status.success(), "iptables-save -t nat failed");
-    let (script, chains) = cni_masquerade_removal(&String::from_utf8_lossy(&out.stdout), network);
+    let (script, chains) =
+        cni_masquerade_removal(&String::from_utf8_lossy(&out.stdout), network, cluster_cidr);
     if chains == 0 {
         return Ok(0);
     }
@@ -191,9 +196,10 @@ fn remove_cni_masquerade(network: &str) -> anyhow::Result<usize> {
     Ok(chains)
 }
 
-/// The iptables-restore input that removes `network`'s CNI chains from an
-/// `iptables-save -t nat` dump, and how many chains it removes.
-fn cni_masquerade_removal(dump: &str, network: &str) -> (String, usize) {
+/// The iptables-restore input that removes `network`'s CNI chains for pod
+/// subnets inside `cluster_cidr` from an `iptables-save -t nat` dump, and
+/// how many chains it removes.
+fn cni_masquerade_removal(dump: &str, network: &str, cluster_cidr: &str) -> (String, usize) {
     let tag = format!("name: \\\"{network}\\\" id: ");
     let rules: Vec<(&str, &str)> = dump
         .lines()
@@ -202,7 +208,11 @@ fn cni_masquerade_removal(dump: &str, network: &str) -> (String, usize) {
         .collect();
     let mut chains: Vec<&str> = rules
         .iter()
-        .filter(|(chain, rule)| chain.starts_with("CNI-") && rule.contains(&tag))
+        .filter(|(chain, rule)| {
+            chain.starts_with("CNI-")
+                && rule.contains(&tag)
+                && destination(rule).is_some_and(|d| within(d, cluster_cidr))
+        })
         .map(|(chain, _)| *chain)
         .collect();
     chains.sort_unstable();
@@ -219,6 +229,34 @@ fn cni_masquerade_removal(dump: &str, network: &str) -> (String, usize) {
     }
     script.push_str("COMMIT\n");
     (script, chains.len())
+}
+
+/// The `-d <address>[/<bits>]` of an iptables rule (not a negated one).
+fn destination(rule: &str) -> Option<&str> {
+    let mut words = rule.split(' ');
+    let mut last = "";
+    while let Some(w) = words.next() {
+        if w == "-d" && last != "!" {
+            return words.next();
+        }
+        last = w;
+    }
+    None
+}
+
+/// Whether the IPv4 subnet (or address) `inner` lies inside `outer`.
+fn within(inner: &str, outer: &str) -> bool {
+    let parse = |cidr: &str| -> Option<(u32, u32)> {
+        let (ip, bits) = cidr.split_once('/').unwrap_or((cidr, "32"));
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+        Some((u32::from(ip), bits))
+    };
+    let (Some((a, a_bits)), Some((b, b_bits))) = (parse(inner), parse(outer)) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - b_bits).unwrap_or(0);
+    a_bits >= b_bits && a & mask == b & mask
 }
 
 fn run(program: &str, args: &[&str]) -> bool {
@@ -375,7 +413,7 @@ mod tests {
 -A CNI-other -d 10.0.0.0/24 -m comment --comment "name: \"other\" id: \"c9\"" -j ACCEPT
 COMMIT
 "#;
-        let (script, n) = cni_masquerade_removal(dump, "skiff");
+        let (script, n) = cni_masquerade_removal(dump, "skiff", "10.248.0.0/16");
         assert_eq!(n, 2);
         assert_eq!(
             script,
@@ -383,7 +421,12 @@ COMMIT
              -D POSTROUTING -s 10.248.0.5/32 -m comment --comment \"name: \\\"skiff\\\" id: \\\"c1\\\"\" -j CNI-aaa\n\
              -F CNI-aaa\n-X CNI-aaa\n-F CNI-bbb\n-X CNI-bbb\nCOMMIT\n"
         );
-        assert_eq!(cni_masquerade_removal("*nat\nCOMMIT\n", "skiff").1, 0);
+        assert_eq!(
+            cni_masquerade_removal("*nat\nCOMMIT\n", "skiff", "10.248.0.0/16").1,
+            0
+        );
+        // Another Skiff cluster's pods (another CIDR) keep theirs.
+        assert_eq!(cni_masquerade_removal(dump, "skiff", "10.244.0.0/16").1, 0);
     }
 
     #[test]
