@@ -5,27 +5,14 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use serde_json::json;
 
 #[tokio::test]
 async fn an_event_recorded_through_either_group_reads_through_the_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = skiff_apiserver::start(skiff_apiserver::Config {
-        data_dir: dir.path().to_owned(),
-        secure_port: 0,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .expect("the server starts");
-    let kubeconfig = Kubeconfig::read_from(&server.admin_kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
+    let cluster = crate::common::embedded().await;
+    let client = cluster.client.clone();
     let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let mut watch = events
@@ -117,5 +104,5 @@ async fn an_event_recorded_through_either_group_reads_through_the_other() {
             "Created pod: web-1-abcde"
         ]
     );
-    server.stop().await;
+    cluster.stop().await;
 }

@@ -2,6 +2,8 @@
 //! executable instead of one per file). Each module starts real Skiff API
 //! servers in-process and drives them over HTTPS.
 
+mod common;
+
 mod admission;
 mod api;
 mod authn;

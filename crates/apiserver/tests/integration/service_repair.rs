@@ -8,31 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::api::networking::v1::IPAddress;
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use serde_json::json;
+
+use crate::common::{Cluster, embedded, etcd};
 
 const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
 
-struct Cluster {
-    client: Client,
-    server: Option<skiff_apiserver::Running>,
-    _dir: tempfile::TempDir,
-    _etcd: Option<skiff_store::testing::EtcdServer>,
-}
-
 impl Cluster {
-    fn server(&self) -> &skiff_apiserver::Running {
-        self.server.as_ref().expect("running")
-    }
-
-    async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop().await;
-        }
-    }
-
     async fn pass(&self) -> skiff_apiserver::RepairReport {
         self.server()
             .repair_service_allocations()
@@ -56,38 +40,6 @@ impl Cluster {
     fn ip_addresses(&self) -> Api<IPAddress> {
         Api::all(self.client.clone())
     }
-}
-
-async fn start(etcd: Option<skiff_store::testing::EtcdServer>) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let config = skiff_apiserver::Config {
-        data_dir: dir.path().to_owned(),
-        secure_port: 0,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        etcd_servers: etcd.iter().map(|e| e.endpoint()).collect(),
-        ..Default::default()
-    };
-    let server = skiff_apiserver::start(config)
-        .await
-        .expect("the server starts");
-    let kubeconfig = Kubeconfig::read_from(&server.admin_kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Cluster {
-        client: Client::try_from(config).unwrap(),
-        server: Some(server),
-        _dir: dir,
-        _etcd: etcd,
-    }
-}
-
-async fn embedded() -> Cluster {
-    start(None).await
-}
-
-async fn etcd() -> Cluster {
-    start(Some(skiff_store::testing::EtcdServer::start())).await
 }
 
 /// A NodePort Service asking for `ip` and `node_port` (either may be left
