@@ -10,6 +10,9 @@
 //! `cargo bench -p skiff-controllers --bench cluster`. Sizes from the
 //! environment: `SKIFF_BENCH_REPLICAS` (1000), `SKIFF_BENCH_NS_OBJECTS`
 //! (5000), `SKIFF_BENCH_EVICT_PODS` (500), `SKIFF_BENCH_RSS_PODS` (10000).
+//! `SKIFF_BENCH_ONLY=rss` runs only the last (the RSS figure);
+//! `SKIFF_BENCH_RSS_CONTROLLERS` (`;`-separated `--controllers` values)
+//! measures several controller sets, `SKIFF_BENCH_CM_BIN` another binary.
 
 #[path = "../tests/integration/common/mod.rs"]
 #[allow(dead_code)]
@@ -163,6 +166,15 @@ async fn main() {
     let cluster = Cluster::start().await;
     let client = cluster.client.clone();
     let long = Duration::from_secs(180);
+    if std::env::var("SKIFF_BENCH_ONLY").as_deref() == Ok("rss") {
+        // A namespace is ready once its default ServiceAccount exists.
+        let manager = Manager::start(cluster.config(&["serviceaccount"]));
+        cluster.namespace("rss").await;
+        manager.stop().await;
+        measure_rss(&cluster, &client, rss_pods).await;
+        cluster.stop().await;
+        return;
+    }
 
     // The API server's write ceiling, before any controller runs.
     let mut config = cluster.config(&[
@@ -360,8 +372,13 @@ async fn main() {
     beats.abort();
     cluster.namespace("rss").await;
     manager.stop().await;
+    measure_rss(&cluster, &client, rss_pods).await;
+    cluster.stop().await;
+}
 
-    // The controller manager binary's memory with many pods cached.
+/// The controller manager binary's memory with `rss_pods` pods (created in
+/// the `rss` namespace) in its caches.
+async fn measure_rss(cluster: &Cluster, client: &Client, rss_pods: usize) {
     let rpods: Api<Pod> = Api::namespaced(client.clone(), "rss");
     create_many(rss_pods, |i| {
         let rpods = rpods.clone();
@@ -376,27 +393,47 @@ async fn main() {
         }
     })
     .await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-controller-manager"))
-        .args(["--kubeconfig"])
-        .arg(&cluster.kubeconfig)
-        .args([
-            "--leader-elect=false",
-            "--secure-port",
-            "0",
-            "--root-ca-file",
-        ])
-        .arg(&cluster.ca_file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the controller manager binary starts");
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let rss = rss_kib(child.id()).unwrap_or(0);
-    println!(
-        "Controller manager RSS with {rss_pods} pods: {:.1} MiB (all controllers, after 15 s)",
-        rss as f64 / 1024.0
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-    cluster.stop().await;
+    // `SKIFF_BENCH_RSS_CONTROLLERS`: `--controllers` values to measure one
+    // after another, separated by `;` (default: all controllers).
+    let sets = std::env::var("SKIFF_BENCH_RSS_CONTROLLERS").unwrap_or_else(|_| "*".into());
+    // `SKIFF_BENCH_CM_BIN`: other builds of the binary, `;`-separated, to
+    // compare them on the same pods.
+    let binaries = std::env::var("SKIFF_BENCH_CM_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_skiff-controller-manager").into());
+    let runs = binaries
+        .split(';')
+        .flat_map(|b| sets.split(';').map(move |c| (b, c)));
+    for (binary, controllers) in runs {
+        let mut child = std::process::Command::new(binary)
+            .args(["--kubeconfig"])
+            .arg(&cluster.kubeconfig)
+            .args([
+                "--leader-elect=false",
+                "--secure-port",
+                "0",
+                &format!("--controllers={controllers}"),
+                "--root-ca-file",
+            ])
+            .arg(&cluster.ca_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the controller manager binary starts");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let rss = rss_kib(child.id()).unwrap_or(0);
+        let mut which = if controllers == "*" {
+            "all controllers".to_owned()
+        } else {
+            format!("controllers {controllers}")
+        };
+        if binaries.contains(';') {
+            which = format!("{binary}, {which}");
+        }
+        println!(
+            "Controller manager RSS with {rss_pods} pods: {:.1} MiB ({which}, after 15 s)",
+            rss as f64 / 1024.0
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -93,6 +93,12 @@ fn key_of<K: Resource>(obj: &K) -> (String, String) {
     )
 }
 
+/// `obj` as it is cached: without what no controller reads.
+fn strip<K: Resource>(mut obj: K) -> K {
+    crate::framework::drop_managed_fields(&mut obj);
+    obj
+}
+
 fn same_version<K: Resource>(a: &K, b: &K) -> bool {
     let (a, b) = (a.meta(), b.meta());
     a.resource_version.is_some() && a.resource_version == b.resource_version && a.uid == b.uid
@@ -143,7 +149,7 @@ impl<K: Resource> Cache<K> {
         match event {
             watcher::Event::Apply(obj) => {
                 let (ns, name) = key_of(&obj);
-                let new = Arc::new(obj);
+                let new = Arc::new(strip(obj));
                 let old = {
                     let mut objects = self.shared.objects.write().expect("cache lock");
                     objects.entry(ns).or_default().insert(name, new.clone())
@@ -166,7 +172,7 @@ impl<K: Resource> Cache<K> {
                     }
                 }
                 // The final state the watch reported.
-                vec![Changed::Deleted(Arc::new(obj))]
+                vec![Changed::Deleted(Arc::new(strip(obj)))]
             }
             watcher::Event::Init => {
                 *buffer = Some(HashMap::new());
@@ -175,7 +181,7 @@ impl<K: Resource> Cache<K> {
             watcher::Event::InitApply(obj) => {
                 buffer
                     .get_or_insert_with(HashMap::new)
-                    .insert(key_of(&obj), Arc::new(obj));
+                    .insert(key_of(&obj), Arc::new(strip(obj)));
                 Vec::new()
             }
             watcher::Event::InitDone => {
@@ -280,8 +286,10 @@ where
     }
 
     /// The shared cache, and the stream of what `handler` makes of each
-    /// change from now on. (A subscriber that comes late misses changes
-    /// from before; the cache has them.)
+    /// change from now on. A subscriber that comes after the cache has
+    /// objects is first told of each as added (as upstream's informers do
+    /// when a handler is added late), so every subscriber sees the same
+    /// changes as with a watch of its own.
     pub fn subscribe<R, I>(
         &self,
         mut handler: impl FnMut(&Changed<K>) -> I + Send + 'static,
@@ -291,7 +299,15 @@ where
         I: IntoIterator<Item = R>,
     {
         let (tx, rx) = mpsc::unbounded();
-        self.subscribers.lock().expect("subscribers lock").push(tx);
+        {
+            // Changes are sent under this lock after the cache has them: an
+            // object is in this snapshot or its change comes after it.
+            let mut subscribers = self.subscribers.lock().expect("subscribers lock");
+            for obj in self.cache.all() {
+                let _ = tx.unbounded_send(Changed::Added(obj));
+            }
+            subscribers.push(tx);
+        }
         let mut task = self.task.lock().expect("task lock");
         if task.is_none() {
             let subscribers = self.subscribers.clone();

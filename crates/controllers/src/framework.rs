@@ -4,15 +4,25 @@
 //! resync period.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use kube::Client;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
+
+use crate::cache::Shared;
 
 /// Starts a controller: the future runs it until [`Context::stopped`].
 pub(crate) type StartFn = fn(Context) -> BoxFuture<'static, ()>;
@@ -341,18 +351,56 @@ pub(crate) struct Settings {
     pub infra: crate::infra::InfraFlags,
 }
 
-/// Watches the controllers share (upstream's shared informer factory):
-/// pods are watched once for all of their controllers.
+/// Watches the controllers share (upstream's shared informer factory): each
+/// kind is watched and cached once for all of its controllers, the watch
+/// starting with its first subscriber.
 pub(crate) struct Informers {
-    pub pods: crate::cache::Shared<k8s_openapi::api::core::v1::Pod>,
+    pub pods: Shared<Pod>,
+    pub nodes: Shared<Node>,
+    pub jobs: Shared<Job>,
+    pub replica_sets: Shared<ReplicaSet>,
+    pub controller_revisions: Shared<ControllerRevision>,
+    pub persistent_volume_claims: Shared<PersistentVolumeClaim>,
+    pub endpoints: Shared<Endpoints>,
+    pub certificate_signing_requests: Shared<CertificateSigningRequest>,
 }
 
 impl Informers {
     fn new(client: &Client) -> Self {
         Informers {
-            pods: crate::cache::Shared::new(kube::Api::all(client.clone())),
+            pods: Shared::new(Api::all(client.clone())),
+            nodes: Shared::new(Api::all(client.clone())),
+            jobs: Shared::new(Api::all(client.clone())),
+            replica_sets: Shared::new(Api::all(client.clone())),
+            controller_revisions: Shared::new(Api::all(client.clone())),
+            persistent_volume_claims: Shared::new(Api::all(client.clone())),
+            endpoints: Shared::new(Api::all(client.clone())),
+            certificate_signing_requests: Shared::new(Api::all(client.clone())),
         }
     }
+}
+
+/// Empties what no controller reads before an object is cached: its
+/// `managedFields`, as upstream's kube-controller-manager does with its
+/// informers' transform.
+pub(crate) fn drop_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// A `Controller` of `K` as `Controller::new` makes it, but whose store
+/// keeps objects without their `managedFields`, which no controller reads.
+pub(crate) fn controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Debug + Unpin,
+{
+    let (reader, writer) = reflector::store();
+    let objects = reflector(
+        writer,
+        watcher(api, config).modify(drop_managed_fields::<K>),
+    )
+    .applied_objects();
+    Controller::for_stream(objects, reader)
 }
 
 /// What a running controller is given.

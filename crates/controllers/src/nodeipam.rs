@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use crate::cache::{Cache, Changed, Shared};
+use crate::cache::{Cache, Changed};
 use crate::framework::{self, Context};
 use crate::infra::InfraFlags;
 
@@ -289,8 +289,10 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
                 return;
             }
         };
-        let watch = Shared::<Node>::new(Api::all(ctx.client.clone()));
-        let (nodes, changes) = watch.subscribe(|c: &Changed<Node>| Some(c.clone()));
+        let (nodes, changes) = ctx
+            .informers
+            .nodes
+            .subscribe(|c: &Changed<Node>| Some(c.clone()));
         let stopped = ctx.stopped();
         tokio::pin!(stopped, changes);
         tokio::select! {

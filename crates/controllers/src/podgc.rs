@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::cache::{Changed, Shared};
+use crate::cache::Changed;
 use crate::framework::{self, Context};
 
 /// The controller's name in `--controllers`.
@@ -61,8 +61,10 @@ pub(crate) fn over_threshold(pods: &[std::sync::Arc<Pod>], threshold: u32) -> Ve
 /// Runs the controller until the controller manager stops.
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
-        let node_watch = Shared::<Node>::new(Api::all(ctx.client.clone()));
-        let (nodes, _) = node_watch.subscribe(|_: &Changed<Node>| None::<()>);
+        let (nodes, _) = ctx
+            .informers
+            .nodes
+            .subscribe(|_: &Changed<Node>| None::<()>);
         let (pods, _) = ctx.informers.pods.subscribe(|_: &Changed<Pod>| None::<()>);
         let stopped = ctx.stopped();
         tokio::pin!(stopped);

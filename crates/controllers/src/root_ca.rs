@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -157,6 +157,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP}")),
         )
         .default_backoff()
+        .modify(crate::framework::drop_managed_fields)
         .reflect(writer)
         .touched_objects();
         let state = Arc::new(Ctx {
@@ -166,7 +167,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             resync: ctx.resync_period(),
             backoff: Backoff::default(),
         });
-        Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+        crate::framework::controller(Api::<Namespace>::all(client), watcher::Config::default())
             .watches_stream(published, |cm: ConfigMap| {
                 cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
             })

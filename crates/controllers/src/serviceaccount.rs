@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -123,6 +123,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             watcher::Config::default().fields(&selector),
         )
         .default_backoff()
+        .modify(crate::framework::drop_managed_fields)
         .reflect(writer)
         .touched_objects();
         let state = Arc::new(Ctx {
@@ -131,7 +132,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             resync: ctx.resync_period(),
             backoff: Backoff::default(),
         });
-        Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+        crate::framework::controller(Api::<Namespace>::all(client), watcher::Config::default())
             .watches_stream(ensured, |sa: ServiceAccount| {
                 sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
             })

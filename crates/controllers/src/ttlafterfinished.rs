@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, PropagationPolicy};
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::cache::{Changed, Shared};
+use crate::cache::Changed;
 use crate::framework::{self, Context};
 
 /// The controller's name in `--controllers`.
@@ -56,8 +56,7 @@ pub(crate) fn expires_at(job: &Job) -> Option<Timestamp> {
 /// Runs the controller until the controller manager stops.
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
-        let watch = Shared::<Job>::new(Api::all(ctx.client.clone()));
-        let (jobs, changes) = watch.subscribe(|c: &Changed<Job>| {
+        let (jobs, changes) = ctx.informers.jobs.subscribe(|c: &Changed<Job>| {
             let j = c.latest();
             Some((j.namespace().unwrap_or_default(), j.name_any()))
         });

@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::{KUBELET_CLIENT, check_kubelet_client, has_condition, parse};
-use crate::cache::{Changed, Shared};
+use crate::cache::Changed;
 use crate::framework::{self, Context};
 
 /// The controller's name in `--controllers`.
@@ -30,11 +30,12 @@ pub(crate) const NAME: &str = "certificatesigningrequest-approving-controller";
 /// Runs the controller until the controller manager stops.
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
-        let watch = Shared::<CertificateSigningRequest>::new(Api::all(ctx.client.clone()));
-        let (_cache, changes) = watch.subscribe(|c: &Changed<CertificateSigningRequest>| match c {
-            Changed::Deleted(_) => None,
-            c => Some(c.latest().clone()),
-        });
+        let (_cache, changes) = ctx.informers.certificate_signing_requests.subscribe(
+            |c: &Changed<CertificateSigningRequest>| match c {
+                Changed::Deleted(_) => None,
+                c => Some(c.latest().clone()),
+            },
+        );
         let stopped = ctx.stopped();
         tokio::pin!(stopped, changes);
         loop {

@@ -29,7 +29,7 @@ use super::{
     API_CLIENT, KUBELET_CLIENT, KUBELET_SERVING, check_api_client, check_kubelet_client,
     check_kubelet_serving, has_condition, parse,
 };
-use crate::cache::{Changed, Shared};
+use crate::cache::Changed;
 use crate::framework::{self, Context};
 
 /// The controller's name in `--controllers`.
@@ -153,11 +153,12 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             }
         };
         let duration = f.cluster_signing_duration;
-        let watch = Shared::<CertificateSigningRequest>::new(Api::all(ctx.client.clone()));
-        let (_cache, changes) = watch.subscribe(|c: &Changed<CertificateSigningRequest>| match c {
-            Changed::Deleted(_) => None,
-            c => Some(c.latest().clone()),
-        });
+        let (_cache, changes) = ctx.informers.certificate_signing_requests.subscribe(
+            |c: &Changed<CertificateSigningRequest>| match c {
+                Changed::Deleted(_) => None,
+                c => Some(c.latest().clone()),
+            },
+        );
         let stopped = ctx.stopped();
         tokio::pin!(stopped, changes);
         loop {

@@ -21,15 +21,15 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use crate::cache::{self, Cache, Changed};
+use crate::cache::{Cache, Changed};
 use crate::framework::{self, Backoff, Context};
 use crate::job::is_finished;
 use crate::pods;
@@ -460,16 +460,11 @@ fn error_policy(cj: Arc<CronJob>, error: &Error, ctx: Arc<Ctx>) -> Action {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller = Controller::new(
+        let controller = crate::framework::controller(
             Api::<CronJob>::all(client.clone()),
             watcher::Config::default(),
         );
-        let jobs = Cache::default();
-        let job_events = cache::follow(
-            jobs.clone(),
-            watcher(Api::<Job>::all(client.clone()), watcher::Config::default()).default_backoff(),
-            on_job_change,
-        );
+        let (jobs, job_events) = ctx.informers.jobs.subscribe(on_job_change);
         let state = Arc::new(Ctx {
             recorder: Recorder::new(
                 client.clone(),

@@ -21,15 +21,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_api_types::selector::LabelSelector;
 use tracing::{debug, warn};
 
-use crate::cache::{self, Cache, Changed};
+use crate::cache::{Cache, Changed};
 use crate::claim;
 use crate::deployment::util::scaled_value;
 use crate::expectations::Expectations;
@@ -671,7 +671,7 @@ fn error_policy(ds: Arc<DaemonSet>, error: &Error, ctx: Arc<Ctx>) -> Action {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller = Controller::new(
+        let controller = crate::framework::controller(
             Api::<DaemonSet>::all(client.clone()),
             watcher::Config::default(),
         );
@@ -683,22 +683,14 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
                 .pods
                 .subscribe(move |change| on_pod_change(change, &expectations))
         };
-        let nodes = Cache::default();
-        let node_events = cache::follow(
-            nodes.clone(),
-            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-            move |change| on_node_change(change, &daemonsets),
-        );
-        let revisions = Cache::default();
-        let revision_events = cache::follow(
-            revisions.clone(),
-            watcher(
-                Api::<ControllerRevision>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            on_revision_change,
-        );
+        let (nodes, node_events) = ctx
+            .informers
+            .nodes
+            .subscribe(move |change| on_node_change(change, &daemonsets));
+        let (revisions, revision_events) = ctx
+            .informers
+            .controller_revisions
+            .subscribe(on_revision_change);
         let state = Arc::new(Ctx {
             client,
             pods,

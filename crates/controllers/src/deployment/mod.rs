@@ -21,15 +21,15 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_api_types::selector::LabelSelector;
 use tracing::{debug, warn};
 
-use crate::cache::{self, Cache, Changed};
+use crate::cache::{Cache, Changed};
 use crate::claim;
 use crate::framework::{self, Backoff, Context};
 use crate::pods;
@@ -302,21 +302,15 @@ fn error_policy(d: Arc<Deployment>, error: &Error, ctx: Arc<Ctx>) -> Action {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller = Controller::new(
+        let controller = crate::framework::controller(
             Api::<Deployment>::all(client.clone()),
             watcher::Config::default(),
         );
         let deployments = controller.store();
-        let rss = Cache::default();
-        let rs_events = cache::follow(
-            rss.clone(),
-            watcher(
-                Api::<ReplicaSet>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            move |change| on_rs_change(change, &deployments),
-        );
+        let (rss, rs_events) = ctx
+            .informers
+            .replica_sets
+            .subscribe(move |change| on_rs_change(change, &deployments));
         let state = Arc::new(Ctx {
             client,
             rss,

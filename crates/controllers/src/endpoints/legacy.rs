@@ -32,7 +32,7 @@ use super::{
     labels_for, managed_selector, pod_ip, selected, services_for_pod_change,
     should_be_in_endpoints, target_ref,
 };
-use crate::cache::{self, Cache, Changed};
+use crate::cache::{Cache, Changed};
 use crate::framework::{self, Backoff, Context};
 use crate::pods;
 
@@ -392,6 +392,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(crate::framework::drop_managed_fields)
         .map_ok(move |event| {
             if let watcher::Event::Delete(svc) = &event {
                 let _ = deleted_tx
@@ -407,24 +408,18 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
                 .pods
                 .subscribe(move |change| services_for_pod_change(change, &services))
         };
-        let endpoints = Cache::default();
-        let endpoint_events = cache::follow(
-            endpoints.clone(),
-            watcher(
-                Api::<Endpoints>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            |change: &Changed<Endpoints>| match change {
-                Changed::Added(_) => Vec::new(),
-                Changed::Updated { new: e, .. } | Changed::Deleted(e) => {
-                    vec![
-                        ObjectRef::<Service>::new(&e.name_any())
-                            .within(&e.namespace().unwrap_or_default()),
-                    ]
-                }
-            },
-        );
+        let (endpoints, endpoint_events) =
+            ctx.informers
+                .endpoints
+                .subscribe(|change: &Changed<Endpoints>| match change {
+                    Changed::Added(_) => Vec::new(),
+                    Changed::Updated { new: e, .. } | Changed::Deleted(e) => {
+                        vec![
+                            ObjectRef::<Service>::new(&e.name_any())
+                                .within(&e.namespace().unwrap_or_default()),
+                        ]
+                    }
+                });
         let state = Arc::new(Ctx {
             client: client.clone(),
             pods,

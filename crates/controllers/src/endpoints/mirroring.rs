@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use kube::api::Api;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -263,7 +263,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             resync: ctx.resync_period(),
             backoff: Backoff::default(),
         });
-        Controller::new(Api::<Endpoints>::all(client), watcher::Config::default())
+        crate::framework::controller(Api::<Endpoints>::all(client), watcher::Config::default())
             .reconcile_on(service_events)
             .reconcile_on(slice_events)
             .with_config(

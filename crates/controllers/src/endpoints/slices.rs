@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -535,7 +535,7 @@ fn on_slice_change(change: &Changed<EndpointSlice>) -> Vec<ObjectRef<Service>> {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller = Controller::new(
+        let controller = crate::framework::controller(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         );
@@ -563,12 +563,10 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
                 },
             )
         };
-        let nodes = Cache::default();
-        let node_events = cache::follow(
-            nodes.clone(),
-            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-            |_: &Changed<Node>| Vec::<ObjectRef<Service>>::new(),
-        );
+        let (nodes, node_events) = ctx
+            .informers
+            .nodes
+            .subscribe(|_: &Changed<Node>| Vec::<ObjectRef<Service>>::new());
         let state = Arc::new(Ctx {
             client,
             pods,

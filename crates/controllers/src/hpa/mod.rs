@@ -717,6 +717,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(crate::framework::drop_managed_fields)
         .reflect(writer)
         .for_each(|_| async {});
         let state = Arc::new(Ctx {

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -1127,8 +1127,10 @@ fn error_policy(job: Arc<Job>, error: &Error, ctx: Arc<Ctx>) -> Action {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller =
-            Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+        let controller = crate::framework::controller(
+            Api::<Job>::all(client.clone()),
+            watcher::Config::default(),
+        );
         let expectations = Arc::new(Expectations::default());
         let (pods, pod_events) = {
             let expectations = expectations.clone();

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::watcher;
 use tracing::{debug, info, warn};
 
@@ -73,7 +73,7 @@ pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
             sync_period: ctx.settings.namespace_sync_period,
             backoff: Backoff::default(),
         });
-        Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+        crate::framework::controller(Api::<Namespace>::all(client), watcher::Config::default())
             .with_config(
                 controller::Config::default()
                     .concurrency(ctx.settings.concurrent_namespace_syncs.max(1)),

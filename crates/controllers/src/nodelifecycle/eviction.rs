@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::taints;
-use crate::cache::{Cache, Changed, Shared};
+use crate::cache::{Cache, Changed};
 use crate::framework::{self, Context};
 
 /// The controller's name in `--controllers`.
@@ -44,9 +44,10 @@ struct Evictor {
 /// Runs the controller until the controller manager stops.
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
-        let node_watch = Shared::<Node>::new(Api::all(ctx.client.clone()));
-        let (nodes, node_changes) =
-            node_watch.subscribe(|c: &Changed<Node>| Some(Wake::Node(c.latest().name_any())));
+        let (nodes, node_changes) = ctx
+            .informers
+            .nodes
+            .subscribe(|c: &Changed<Node>| Some(Wake::Node(c.latest().name_any())));
         let (pods, pod_changes) = ctx.informers.pods.subscribe(|c: &Changed<Pod>| {
             let p = c.latest();
             Some(Wake::Pod((p.namespace().unwrap_or_default(), p.name_any())))

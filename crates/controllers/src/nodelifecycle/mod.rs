@@ -60,9 +60,8 @@ struct Zone {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let node_watch = Shared::<Node>::new(Api::all(client.clone()));
         let lease_watch = Shared::<Lease>::new(Api::namespaced(client.clone(), LEASE_NAMESPACE));
-        let (nodes, node_changes) = node_watch.subscribe(|c: &Changed<Node>| match c {
+        let (nodes, node_changes) = ctx.informers.nodes.subscribe(|c: &Changed<Node>| match c {
             Changed::Deleted(_) => None,
             c => Some(c.latest().name_any()),
         });

@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -693,7 +693,8 @@ pub(crate) fn start_rc(ctx: Context) -> BoxFuture<'static, ()> {
 
 async fn run<K: Replicated>(ctx: Context, concurrency: u16) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let controller =
+        crate::framework::controller(Api::<K>::all(client.clone()), watcher::Config::default());
     let owners = controller.store();
     let expectations = Arc::new(Expectations::default());
     let (pods, pod_events) = {

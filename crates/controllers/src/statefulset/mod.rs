@@ -24,15 +24,15 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_api_types::selector::LabelSelector;
 use tracing::{debug, info, warn};
 
-use crate::cache::{self, Cache, Changed};
+use crate::cache::{Cache, Changed};
 use crate::claim;
 use crate::framework::{self, Backoff, Context};
 use crate::history::{self, HASH_LABEL};
@@ -678,31 +678,19 @@ fn error_policy(set: Arc<StatefulSet>, error: &Error, ctx: Arc<Ctx>) -> Action {
 pub(crate) fn start(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let controller = Controller::new(
+        let controller = crate::framework::controller(
             Api::<StatefulSet>::all(client.clone()),
             watcher::Config::default(),
         );
         let (pods, pod_events) = ctx.informers.pods.subscribe(on_pod_change);
-        let claims = Cache::default();
-        let claim_events = cache::follow(
-            claims.clone(),
-            watcher(
-                Api::<PersistentVolumeClaim>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            |_: &Changed<PersistentVolumeClaim>| Vec::<ObjectRef<StatefulSet>>::new(),
-        );
-        let revisions = Cache::default();
-        let revision_events = cache::follow(
-            revisions.clone(),
-            watcher(
-                Api::<ControllerRevision>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-            on_revision_change,
-        );
+        let (claims, claim_events) = ctx
+            .informers
+            .persistent_volume_claims
+            .subscribe(|_: &Changed<PersistentVolumeClaim>| Vec::<ObjectRef<StatefulSet>>::new());
+        let (revisions, revision_events) = ctx
+            .informers
+            .controller_revisions
+            .subscribe(on_revision_change);
         let state = Arc::new(Ctx {
             client,
             pods,

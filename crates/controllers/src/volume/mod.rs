@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -651,11 +651,11 @@ fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Ctx>) -> Actio
 pub(crate) fn start_binder(ctx: Context) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let client = ctx.client.clone();
-        let claims_ctl = Controller::new(
+        let claims_ctl = crate::framework::controller(
             Api::<PersistentVolumeClaim>::all(client.clone()),
             watcher::Config::default(),
         );
-        let volumes_ctl = Controller::new(
+        let volumes_ctl = crate::framework::controller(
             Api::<PersistentVolume>::all(client.clone()),
             watcher::Config::default(),
         );
@@ -665,6 +665,7 @@ pub(crate) fn start_binder(ctx: Context) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(crate::framework::drop_managed_fields)
         .reflect(writer)
         .touched_objects();
         let settings = &ctx.settings;

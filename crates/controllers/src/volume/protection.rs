@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -202,7 +202,7 @@ pub(crate) fn start_pvc(ctx: Context) -> BoxFuture<'static, ()> {
             client: ctx.client.clone(),
             backoff: Backoff::default(),
         });
-        Controller::new(
+        crate::framework::controller(
             Api::<PersistentVolumeClaim>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
@@ -226,7 +226,7 @@ pub(crate) fn start_pv(ctx: Context) -> BoxFuture<'static, ()> {
             client: ctx.client.clone(),
             backoff: Backoff::default(),
         });
-        Controller::new(
+        crate::framework::controller(
             Api::<PersistentVolume>::all(ctx.client.clone()),
             watcher::Config::default(),
         )
