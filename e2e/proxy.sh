@@ -30,6 +30,9 @@ proxy_pid=
 cleanup() {
     [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    # (What runs inside the namespaces goes with them: $! of a backgrounded
+    # shell function is the subshell, not the server it started.)
+    for ns in $node $ep1 $ep2 $cli; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; done
     wait 2>/dev/null
     for ns in $node $ep1 $ep2 $cli; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$work"
