@@ -22,8 +22,6 @@ done
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 "$root/scripts/build-images.sh" "$root/.skiff/images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
 
-passed=0
-failed=0
 work=$(mktemp -d /tmp/skiff-ce.XXXX)
 base=$((20000 + RANDOM % 12000))
 export ETCD_BASE_PORT=$((base + 20))
@@ -38,20 +36,7 @@ cleanup() {
 }
 [ -n "${SKIFF_E2E_KEEP:-}" ] || trap cleanup EXIT
 
-ok()   { passed=$((passed + 1)); echo "ok    $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/      /' | head -20; }
-check() {
-    local what=$1; shift
-    local out
-    if out=$("$@" 2>&1); then ok "$what"; else fail "$what" "$out"; return 1; fi
-}
-until_ok() {
-    local deadline=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && { "$@"; return 1; }
-        sleep 0.5
-    done
-}
+. "$root/e2e/lib.sh"
 
 urls=$("$root/scripts/etcd-cluster.sh" start "$work/etcd" 3) || { echo "the etcd cluster did not start" >&2; exit 1; }
 ok "a 3-member etcd cluster runs ($urls)"

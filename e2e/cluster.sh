@@ -26,9 +26,6 @@ done
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 "$root/scripts/build-images.sh" "$root/.skiff/images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
 
-passed=0
-failed=0
-skipped=0
 # Short paths: containerd's socket paths must stay under 108 bytes.
 work=$(mktemp -d /tmp/skiff-cl.XXXX)
 # Below the ephemeral range (32768-60999): a client socket there could
@@ -67,30 +64,15 @@ cleanup() {
 }
 [ -n "${SKIFF_E2E_KEEP:-}" ] || trap cleanup EXIT
 
-ok()   { passed=$((passed + 1)); echo "ok    $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/      /' | head -20; }
-skip() { skipped=$((skipped + 1)); echo "skip  $1 ($2)"; }
-check() {
-    local what=$1; shift
-    local out
-    if out=$("$@" 2>&1); then ok "$what"; else fail "$what" "$out"; return 1; fi
-}
-expect() {
-    local what=$1 pattern=$2; shift 2
-    local out
-    out=$("$@" 2>&1)
-    if echo "$out" | grep -Eq -- "$pattern"; then ok "$what"; else fail "$what" "$out"; fi
-}
-until_ok() {
-    local deadline=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && { "$@"; return 1; }
-        sleep 0.5
-    done
-}
+. "$root/e2e/lib.sh"
 # pid_of COMPONENT: its pid in the supervisor's state file.
 pid_of() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][sys.argv[2]].get("pid") or "")' "$work/state.json" "$1"
+}
+# restarted COMPONENT OLD_PID: it runs again, under another pid.
+restarted() {
+    local p
+    p=$(pid_of "$1") && [ -n "$p" ] && [ "$p" != "$2" ] && kill -0 "$p"
 }
 state_of() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["components"][sys.argv[2]]["status"])' "$work/state.json" "$1"
@@ -332,7 +314,7 @@ for c in containerd apiserver controller-manager scheduler kubelet proxy dns; do
     # 90 s: a component that exited shortly before (the controller manager
     # and scheduler exit when the API server is gone and they lose their
     # lease) restarts after a longer back-off delay.
-    check "after SIGKILL of $c it runs again under a new pid" until_ok 90 sh -c "p=\$(python3 -c 'import json; print(json.load(open(\"$work/state.json\"))[\"components\"][\"$c\"].get(\"pid\") or \"\")'); [ -n \"\$p\" ] && [ \"\$p\" != $old ] && kill -0 \$p"
+    check "after SIGKILL of $c it runs again under a new pid" until_ok 90 restarted "$c" "$old"
     check "after SIGKILL of $c every component is healthy again" until_ok 60 skiffctl status --data-dir "$work"
     case $c in
     containerd | kubelet)
@@ -382,7 +364,7 @@ for c in controller-manager kubelet scheduler apiserver containerd proxy dns; do
     [ -n "$old" ] || continue
     kill -9 "$old"
     killed+=("$c")
-    until_ok 90 sh -c "p=\$(python3 -c 'import json; print(json.load(open(\"$work/state.json\"))[\"components\"][\"$c\"].get(\"pid\") or \"\")'); [ -n \"\$p\" ] && [ \"\$p\" != $old ] && kill -0 \$p"
+    until_ok 90 restarted "$c" "$old"
     sleep 2
 done
 # (--watch=false answers at once; the API server may still be starting.)

@@ -46,9 +46,6 @@ bin=${CARGO_TARGET_DIR:-$root/target}/debug
 images=$root/.skiff/images
 "$root/scripts/build-images.sh" "$images" >/dev/null || { echo "building the test images failed" >&2; exit 1; }
 
-passed=0
-failed=0
-skipped=0
 # Short paths: containerd's socket paths must stay under 108 bytes.
 work=$(mktemp -d /tmp/skiff-jn.XXXX)
 sdir=$work/server
@@ -152,27 +149,7 @@ cleanup() {
 }
 [ -n "${SKIFF_E2E_KEEP:-}" ] || trap cleanup EXIT
 
-ok()   { passed=$((passed + 1)); echo "ok    $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/      /' | head -20; }
-skip() { skipped=$((skipped + 1)); echo "skip  $1 ($2)"; }
-check() {
-    local what=$1; shift
-    local out
-    if out=$("$@" 2>&1); then ok "$what"; else fail "$what" "$out"; return 1; fi
-}
-expect() {
-    local what=$1 pattern=$2; shift 2
-    local out
-    out=$("$@" 2>&1)
-    if echo "$out" | grep -Eq -- "$pattern"; then ok "$what"; else fail "$what" "$out"; fi
-}
-until_ok() {
-    local deadline=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && { "$@"; return 1; }
-        sleep 0.5
-    done
-}
+. "$root/e2e/lib.sh"
 summary() {
     echo
     echo "$passed passed, $failed failed, $skipped skipped"
